@@ -1,0 +1,55 @@
+# prismrec: setup · demo · test · bench · package
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.prismrec-setup
+CONSTRAINTS := conf/constraints.txt
+# Horovod is built from the sdist against the TensorFlow already in the venv.
+HOROVOD_FLAGS := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 CMAKE_POLICY_VERSION_MINIMUM=3.5
+
+.PHONY: setup demo test test-fast bench package doctor clean java-check
+
+setup: $(STAMP)
+
+java-check:
+	@v=$$(java -version 2>&1 | head -1 | sed -E 's/.*version "([0-9]+).*/\1/'); \
+	if [ "$$v" != "17" ]; then \
+	  echo "prismrec needs Java 17 for Spark 3.5 (found: '$${v:-none}')."; \
+	  echo "Fix: apt-get install -y openjdk-17-jre-headless  (or set JAVA_HOME to a JDK 17)"; \
+	  exit 1; fi
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) | java-check
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: install python3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24" "setuptools>=68,<75" wheel "cmake>=3.25,<4"
+	$(PIP) install -q -c $(CONSTRAINTS) tensorflow-cpu keras numpy pyarrow pandas protobuf \
+	  pyspark petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec \
+	  pytest nbclient nbformat ipykernel duckdb
+	$(HOROVOD_FLAGS) $(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) horovod
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) -m prismrec.cli doctor
+	touch $(STAMP)
+
+doctor: setup
+	$(VENV)/bin/prismrec doctor
+
+demo: setup
+	$(VENV)/bin/prismrec demo --conf conf/local.yaml
+
+test: setup
+	$(PY) -m pytest tests -q
+
+test-fast: setup
+	$(PY) -m pytest tests -q -m "unit"
+
+bench: setup
+	$(PY) bench/score.py
+
+package: setup
+	$(PIP) wheel --no-deps --no-build-isolation -w dist .
+
+clean:
+	rm -rf output data dist build .pytest_cache

@@ -1,0 +1,160 @@
+"""``prismrec <command> --conf FILE --set a.b=c``: every stage, the demo, and doctor.
+
+Exit codes: 0 success · 1 unexpected failure · 2 bad configuration ·
+3 bad or missing input · 4 a stage refused to publish (training or validation failed).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED = 0, 1, 2, 3, 4
+STAGES = ("generate", "preprocess", "train", "score", "evaluate")
+COMMANDS = {
+    "doctor": "check the installed stack (versions, Horovod build, Java) and say how to fix it",
+    "generate": "write synthetic behaviour logs with planted interests to <paths.data>/synthetic",
+    "preprocess": "raw logs → canonical events, vocabularies, Petastorm training data (Spark)",
+    "train": "train the multi-interest network with Horovod and export the model artifact",
+    "score": "top-N recommendations and interests for every user (Spark pandas UDF), then publish",
+    "evaluate": "Recall/NDCG/HitRate of the model and the popularity baseline on held-out users",
+    "demo": "generate → preprocess → train → score → evaluate on the embedded synthetic logs",
+}
+logger = logging.getLogger("prismrec")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="prismrec", description="Multi-interest recommendations: Spark + Horovod + TensorFlow.",
+        epilog="exit codes: 0 ok, 1 unexpected failure, 2 bad config, 3 bad input, 4 refused to publish")
+    commands = top.add_subparsers(dest="command", metavar="command", required=True)
+    for name, help_text in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name != "doctor":
+            sub.add_argument("--conf", help="YAML config layered over the defaults (see conf/base.yaml)")
+            sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="override one config key, e.g. --set train.epochs=5 (repeatable)")
+            sub.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return top
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("py4j", "petastorm", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def generate(cfg) -> dict:
+    from prismrec.logs.synthetic import generate as make_logs, write
+
+    paths = write(make_logs(cfg.synthetic), Path(cfg.paths.data) / "synthetic")
+    logger.info("generate: synthetic logs written to %s", Path(paths["csv"]).parent)
+    return paths
+
+
+def run_stage(stage: str, cfg, spark=None) -> dict:
+    """Run one stage with ``cfg`` (creating the session when the stage needs one)."""
+    if stage == "generate":
+        return generate(cfg)
+    from prismrec.spark import get_session
+
+    spark = spark or get_session(cfg)
+    if stage == "preprocess":
+        from prismrec.preprocess import run
+    elif stage == "train":
+        from prismrec.training.launch import run
+    elif stage == "score":
+        from prismrec.scoring.stage import run
+    elif stage == "evaluate":
+        from prismrec.evaluation.stage import run
+    else:
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    return run(spark, cfg)
+
+
+def demo(cfg) -> dict:
+    results = {}
+    for stage in STAGES:
+        started = time.time()
+        logger.info("demo: stage %s", stage)
+        results[stage] = run_stage(stage, cfg)
+        logger.info("demo: stage %s finished in %.1fs", stage, time.time() - started)
+    evaluation = results["evaluate"]
+    print("\nprismrec demo finished.")
+    print(f"  recommendations: {results['score']['recommendations']}")
+    print(f"  user interests:  {results['score']['user_interests']}")
+    print(f"  report:          {evaluation['report']['markdown']}")
+    print(f"  run report:      {Path(cfg.paths.output).resolve() / 'reports' / (evaluation['run_id'] + '.json')}")
+    for system, values in evaluation["metrics"].items():
+        print(f"  {system:>10}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
+    return results
+
+
+def classify(error: BaseException) -> int:
+    from prismrec.config import ConfigError
+    from prismrec.preprocess import InputError
+
+    if isinstance(error, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(error, (InputError, FileNotFoundError)):
+        return EXIT_INPUT
+    from prismrec.scoring.publish import PublishError
+    from prismrec.training.artifact import ArtifactError
+    from prismrec.training.launch import TrainingError
+
+    if isinstance(error, (PublishError, ArtifactError, TrainingError)):
+        return EXIT_REFUSED
+    return EXIT_FAILURE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # TensorFlow's C++ start-up chatter hides the progress lines people need.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "doctor":
+        from prismrec.doctor import report
+
+        return report()
+    configure_logging(args.log_level)
+    from prismrec.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.conf, args.overrides)
+        if args.command == "demo":
+            demo(cfg)
+        else:
+            run_stage(args.command, cfg)
+    except Exception as error:  # one clear line and an exit code per failure kind
+        code = classify(error)
+        if code == EXIT_FAILURE:
+            logger.exception("prismrec %s failed", args.command)
+        print(f"prismrec {args.command}: error: {error}", file=sys.stderr)
+        return code
+    return EXIT_OK
+
+
+def _entry(stage: str) -> int:
+    return main([stage, *sys.argv[1:]])
+
+
+def preprocess_entry() -> int:
+    return _entry("preprocess")
+
+
+def train_entry() -> int:
+    return _entry("train")
+
+
+def score_entry() -> int:
+    return _entry("score")
+
+
+def evaluate_entry() -> int:
+    return _entry("evaluate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

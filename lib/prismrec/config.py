@@ -1,0 +1,235 @@
+"""Typed, frozen configuration: YAML layering and ``--set a.b=c`` overrides.
+
+Precedence, lowest first: the defaults below (documented, key by key, in
+``conf/base.yaml``, which a test keeps equal to them) → a named file → ``--set``.
+Unknown keys and wrong types raise :class:`ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prismrec.logs.synthetic import SyntheticSpec
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type, or out of range."""
+
+
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 1.0, "cart": 2.0, "fav": 2.0, "buy": 3.0, "rate": 1.0}
+
+
+@dataclass(frozen=True)
+class RunSection:
+    name: str = "local"
+    seed: int = 42
+    dt: str = ""  # output partition date YYYY-MM-DD; empty means the last day of the logs
+
+
+@dataclass(frozen=True)
+class PathsSection:
+    data: str = "./data"
+    output: str = "./output"
+
+
+@dataclass(frozen=True)
+class SparkSection:
+    master: str = "local[2]"
+    app_name: str = "prismrec"
+    shuffle_partitions: int = 8
+    driver_memory: str = "4g"
+    conf: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceSection:
+    format: str = "synthetic"  # synthetic | taobao | parquet
+    path: str = ""  # empty: <paths.data>/synthetic
+
+
+@dataclass(frozen=True)
+class PreprocessSection:
+    max_bad_fraction: float = 0.05
+    event_weights: dict = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    max_hist_len: int = 50
+    min_user_events: int = 5
+    min_item_events: int = 2
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    holdout_fraction: float = 0.2
+    max_examples_per_user: int = 64
+    row_group_rows: int = 4096
+    num_files: int = 8
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    encoder: str = "self_attentive"
+    num_interests: int = 4
+    embedding_dim: int = 32
+    hidden_dim: int = 64
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    launcher: str = "spark"  # spark | horovodrun | local
+    num_proc: int = 2
+    epochs: int = 3
+    batch_size: int = 256
+    learning_rate: float = 0.002
+    num_negatives: int = 256
+    temperature: float = 0.1
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class ScoreSection:
+    model_id: str = ""  # empty: the model the last train stage wrote
+    top_n: int = 50
+    batch_users: int = 512
+    arrow_batch_rows: int = 2048
+
+
+@dataclass(frozen=True)
+class EvaluateSection:
+    ks: list = field(default_factory=lambda: [20, 50])
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    paths: PathsSection = field(default_factory=PathsSection)
+    spark: SparkSection = field(default_factory=SparkSection)
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    source: SourceSection = field(default_factory=SourceSection)
+    preprocess: PreprocessSection = field(default_factory=PreprocessSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    score: ScoreSection = field(default_factory=ScoreSection)
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        payload = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the resolved config as YAML next to an output."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+
+_CHOICES = {
+    "source.format": ("synthetic", "taobao", "parquet"),
+    "model.encoder": ("self_attentive", "mean_pool"),
+    "train.launcher": ("spark", "horovodrun", "local"),
+    "evaluate.split": ("valid", "test"),
+}
+
+
+def _check_type(key: str, value: Any, expected: Any, origin: str) -> Any:
+    """Return ``value`` if it fits ``expected``; ints widen to float, nothing else is coerced."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected in (int, float, str, bool):
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ConfigError(
+            f"config key '{key}' has value {value!r} of type {type(value).__name__} (from {origin}); "
+            f"expected {getattr(expected, '__name__', expected)}"
+        )
+    return value
+
+
+def _build(cls: type, data: dict, prefix: str, origin: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(
+            f"unknown config key '{key}' (from {origin}); known keys under "
+            f"'{prefix.rstrip('.') or '<top>'}': {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        expected = hints[name]
+        if dataclasses.is_dataclass(expected):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{key}' must be a mapping (from {origin}), got {value!r}")
+            kwargs[name] = _build(expected, value, key + ".", origin)
+            continue
+        kwargs[name] = _check_type(key, value, expected, origin)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(
+                f"config key '{key}' has value {value!r} (from {origin}); allowed: {', '.join(_CHOICES[key])}"
+            )
+    return cls(**kwargs)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "conf":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist; pass an existing YAML file to --conf")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+    return data
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    match = re.fullmatch(r"([A-Za-z_][\w.]*)=(.*)", item)
+    if not match:
+        raise ConfigError(f"override '{item}' is not of the form section.key=value")
+    return match.group(1).split("."), yaml.safe_load(match.group(2)) if match.group(2) else ""
+
+
+def load_config(conf: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve the defaults, then ``conf`` (a YAML path), then ``overrides`` (``a.b=c``)."""
+    data = Config().to_dict()
+    layers: list[tuple[dict, str]] = []
+    if conf:
+        layers.append((_read_yaml(Path(conf)), str(conf)))
+    for item in overrides:
+        keys, value = _parse_override(item)
+        nested: dict = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            nested = {key: nested}
+        layers.append((nested, f"--set {item}"))
+    cfg = Config()
+    for layer, origin in layers:
+        # Build after every layer so that an error names the layer it came from.
+        data = _merge(data, layer)
+        cfg = _build(Config, data, "", origin)
+    return cfg
+
+
+def from_dict(data: dict) -> Config:
+    """Rebuild a Config from :meth:`Config.to_dict` output (e.g. on a Horovod rank)."""
+    return _build(Config, data, "", "resolved config")

@@ -1,0 +1,41 @@
+"""Ranking metrics, numpy reference implementation.
+
+``ranked`` is [B, N] item indices best first, with -1 (or any non-item) in empty
+slots; ``targets`` holds each user's held-out items. Definitions (per user):
+
+- Recall@K  = |top-K ∩ targets| / |targets|
+- HitRate@K = 1 if |top-K ∩ targets| > 0 else 0
+- NDCG@K    = Σ_{i<K, ranked_i ∈ targets} 1/log2(i+2)  /  Σ_{i<min(K,|targets|)} 1/log2(i+2)
+
+Users with no targets are undefined and must be filtered out beforehand.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = ("recall", "ndcg", "hit_rate")
+
+
+def hits_matrix(ranked: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
+    """bool [B, N]: whether ranked[b, i] is one of user b's targets."""
+    return np.stack([np.isin(row, t) for row, t in zip(ranked, targets)]) if len(targets) else \
+        np.zeros(ranked.shape, dtype=bool)
+
+
+def batch_metrics(ranked: np.ndarray, targets: list[np.ndarray], ks: list[int]) -> dict[str, np.ndarray]:
+    """Per-user metric arrays, keyed ``"{metric}@{k}"``."""
+    hits = hits_matrix(ranked, targets)
+    num_targets = np.array([len(np.unique(t)) for t in targets], dtype=np.float64)
+    if np.any(num_targets == 0):
+        raise ValueError("every user passed to batch_metrics needs at least one target item")
+    discounts = 1.0 / np.log2(np.arange(hits.shape[1]) + 2.0)
+    out = {}
+    for k in ks:
+        top = hits[:, :k]
+        hit_count = top.sum(axis=1)
+        ideal_len = np.minimum(num_targets, k).astype(int)
+        ideal = np.array([discounts[:n].sum() for n in ideal_len])
+        out[f"recall@{k}"] = hit_count / num_targets
+        out[f"hit_rate@{k}"] = (hit_count > 0).astype(np.float64)
+        out[f"ndcg@{k}"] = (top * discounts[:top.shape[1]]).sum(axis=1) / ideal
+    return out

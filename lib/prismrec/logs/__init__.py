@@ -1,0 +1,1 @@
+"""Behaviour logs: raw sources and synthetic logs with planted interests."""

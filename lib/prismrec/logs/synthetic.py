@@ -1,0 +1,230 @@
+"""Synthetic Taobao-style behaviour logs with planted, known user interests.
+
+Categories are grouped into latent topics; every user holds 1..``max_interests``
+topics with Dirichlet weights and browses in sessions, each session on one topic,
+so a multi-interest model can be checked against the ground truth it should find.
+Pure numpy + pandas: importable without Spark, TensorFlow or Horovod.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prismrec import schema as S
+
+logger = logging.getLogger(__name__)
+
+BEHAVIOR = "behavior"
+TIMESTAMP = "timestamp"
+TOPIC = "topic"
+EVENT_COLUMNS = (S.USER_ID, S.ITEM_ID, S.CATEGORY_ID, BEHAVIOR, TIMESTAMP)
+BEHAVIOR_SHARES = {"pv": 0.85, "cart": 0.06, "fav": 0.04, "buy": 0.05}
+SECONDS_PER_DAY = 86_400
+# Seconds between consecutive events of one session: tens of seconds to a few minutes.
+MIN_GAP_S, MAX_GAP_S = 10, 240
+USER_ID_BASE, ITEM_ID_BASE, CATEGORY_ID_BASE = 1_000_000, 100_000, 5_000
+OUTPUT_FILES = {"csv": "UserBehavior.csv", "parquet": "events.parquet",
+                "truth_user_interests": "truth_user_interests.parquet", "truth_items": "truth_items.parquet"}
+# Keeps every user id at 7 digits, so string order equals numeric order.
+MAX_USERS = 9_000_000
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Sizes, shape and seed of the synthetic logs (mirrors the ``synthetic`` config section)."""
+
+    num_users: int = 2000
+    num_items: int = 3000
+    num_categories: int = 60
+    num_topics: int = 8
+    max_interests: int = 4
+    mean_events_per_user: float = 40.0
+    min_events_per_user: int = 8
+    num_days: int = 14
+    start_date: str = "2026-01-01"
+    zipf_exponent: float = 1.1
+    mean_session_length: float = 6.0
+    noise_fraction: float = 0.05
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class SyntheticLogs:
+    """Generated logs and their ground truth.
+
+    ``events``: user_id, item_id, category_id (str), behavior (str: pv|cart|fav|buy),
+    timestamp (int64 Unix seconds, UTC), sorted by (user_id, timestamp).
+    ``user_interests``: user_id (str), topic (int32), weight (float64; sums to 1 per user).
+    ``items``: item_id (str), category_id (str), topic (int32).
+    """
+
+    events: pd.DataFrame
+    user_interests: pd.DataFrame
+    items: pd.DataFrame
+
+
+def validate(spec: SyntheticSpec) -> None:
+    """Raise ValueError naming the first field of ``spec`` that cannot be generated."""
+    def check(name: str, ok: bool, allowed: str) -> None:
+        if not ok:
+            raise ValueError(f"synthetic.{name}={getattr(spec, name)!r} is invalid: must be {allowed}")
+
+    def is_int(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    def is_number(value) -> bool:
+        return (is_int(value) or isinstance(value, (float, np.floating))) and math.isfinite(value)
+
+    # Fields are checked in order, so every ceiling is a valid integer when it is compared.
+    ceilings = {"num_users": (MAX_USERS, MAX_USERS), "num_categories": (spec.num_items, "num_items"),
+                "num_topics": (spec.num_categories, "num_categories"),
+                "max_interests": (spec.num_topics, "num_topics")}
+    for name in ("num_users", "num_items", "num_categories", "num_topics", "max_interests",
+                 "min_events_per_user", "num_days"):
+        value = getattr(spec, name)
+        ceiling, ceiling_name = ceilings.get(name, (math.inf, None))
+        check(name, is_int(value) and 1 <= value <= ceiling,
+              "an integer >= 1" + (f" and <= {ceiling_name}" if ceiling_name else ""))
+    for name, in_range, allowed in (
+            ("mean_events_per_user", lambda value: value > 0, "a number > 0"),
+            ("zipf_exponent", lambda value: value >= 0, "a number >= 0 (0 is uniform popularity)"),
+            ("mean_session_length", lambda value: value >= 1, "a number >= 1"),
+            ("noise_fraction", lambda value: 0 <= value < 1, "a number >= 0 and < 1")):
+        value = getattr(spec, name)
+        check(name, is_number(value) and in_range(value), allowed)
+    check("seed", is_int(spec.seed) and spec.seed >= 0, "an integer >= 0")
+    check("start_date", _start_seconds(spec.start_date) is not None, "a date formatted YYYY-MM-DD")
+
+
+def _start_seconds(day) -> int | None:
+    """Unix seconds of UTC midnight on ``day`` (YYYY-MM-DD), or None when it is not such a date."""
+    if not isinstance(day, str) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) is None:
+        return None
+    try:
+        return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp())
+    except ValueError:
+        return None
+
+
+def _zipf_cdf(size: int, exponent: float) -> np.ndarray:
+    """CDF over ranks 1..size with P(rank r) proportional to 1/r^exponent; the last value is exactly 1."""
+    cumulative = np.cumsum(1.0 / np.arange(1, size + 1, dtype=np.float64) ** exponent)
+    return cumulative / cumulative[-1]
+
+
+def _ids(base: int, count: int) -> np.ndarray:
+    return np.array([str(base + index) for index in range(count)], dtype=object)
+
+
+def generate(spec: SyntheticSpec) -> SyntheticLogs:
+    """Generate events, user interests and item truth for ``spec``; the same spec gives identical frames."""
+    validate(spec)
+    rng = np.random.default_rng(spec.seed)
+    num_users, num_topics, num_items = spec.num_users, spec.num_topics, spec.num_items
+
+    # Every topic gets a category and every category an item: cyclic labels, then shuffled.
+    category_topic = rng.permutation(np.arange(spec.num_categories) % num_topics)
+    item_category = rng.permutation(np.arange(num_items) % spec.num_categories)
+    item_topic = category_topic[item_category]
+    # Shuffled ids, so that id order says nothing about topic.
+    item_ids = _ids(ITEM_ID_BASE, num_items)[rng.permutation(num_items)]
+    category_ids = _ids(CATEGORY_ID_BASE, spec.num_categories)
+    user_ids = _ids(USER_ID_BASE, num_users)
+
+    # Zipf over a random ranking of each topic's items. Keys topic + within-topic CDF rise
+    # strictly across all topics, so one searchsorted samples items for any mix of topics.
+    items_by_topic = np.lexsort((rng.random(num_items), item_topic))
+    topic_sizes = np.bincount(item_topic, minlength=num_topics)
+    topic_ends = np.cumsum(topic_sizes)
+    within_topic_cdf = np.concatenate([_zipf_cdf(size, spec.zipf_exponent) for size in topic_sizes])
+    sampling_keys = np.repeat(np.arange(num_topics), topic_sizes) + within_topic_cdf
+
+    # Interests: k distinct topics per user (first k of a random order), Dirichlet(1) weights.
+    num_interests = rng.integers(1, spec.max_interests + 1, size=num_users)
+    user_topics = np.argsort(rng.random((num_users, num_topics)), axis=1)[:, :spec.max_interests]
+    held = np.arange(spec.max_interests)[None, :] < num_interests[:, None]
+    raw_weights = rng.exponential(size=(num_users, spec.max_interests)) * held
+    interest_weights = raw_weights / raw_weights.sum(axis=1, keepdims=True)
+
+    events_per_user = np.maximum(spec.min_events_per_user, rng.poisson(spec.mean_events_per_user, num_users))
+    event_user = np.repeat(np.arange(num_users), events_per_user)
+    num_events = len(event_user)
+    user_first_event = np.concatenate([[0], np.cumsum(events_per_user)[:-1]])
+
+    # A session ends after each event with probability 1/mean: geometric lengths, no loop.
+    starts_session = rng.random(num_events) < 1.0 / spec.mean_session_length
+    starts_session[user_first_event] = True
+    event_session = np.cumsum(starts_session) - 1
+    session_first_event = np.flatnonzero(starts_session)
+    session_user = event_user[session_first_event]
+    cumulative_weights = np.cumsum(interest_weights[session_user], axis=1)
+    picked = (rng.random(len(session_user))[:, None] >= cumulative_weights).sum(axis=1)
+    picked = np.minimum(picked, num_interests[session_user] - 1)
+    session_topic = user_topics[session_user, picked]
+
+    event_topic = session_topic[event_session]
+    position = np.searchsorted(sampling_keys, event_topic + rng.random(num_events), side="right")
+    # A draw that rounds up to topic + 1 would step into the next topic.
+    position = np.minimum(position, topic_ends[event_topic] - 1)
+    event_item = items_by_topic[position]
+    # Noise is uniform over the whole catalogue, so it may land inside the user's topics by chance.
+    is_noise = rng.random(num_events) < spec.noise_fraction
+    event_item[is_noise] = rng.integers(0, num_items, size=int(is_noise.sum()))
+
+    gaps = rng.integers(MIN_GAP_S, MAX_GAP_S + 1, size=num_events)
+    gaps[session_first_event] = 0
+    elapsed = np.cumsum(gaps)
+    offset_in_session = elapsed - elapsed[session_first_event][event_session]
+    session_span = offset_in_session[np.r_[session_first_event[1:] - 1, num_events - 1]]
+    window_s = spec.num_days * SECONDS_PER_DAY
+    # Sessions start at any time of any day, yet still end inside the window.
+    latest_start = np.maximum(window_s - session_span, 1)
+    session_start = (rng.random(len(session_user)) * latest_start).astype(np.int64)
+    seconds_in_window = np.minimum(session_start[event_session] + offset_in_session, window_s - 1)
+    timestamps = _start_seconds(spec.start_date) + seconds_in_window
+    behavior_codes = rng.choice(len(BEHAVIOR_SHARES), size=num_events, p=list(BEHAVIOR_SHARES.values()))
+
+    order = np.lexsort((timestamps, event_user))
+    events = pd.DataFrame({
+        S.USER_ID: user_ids[event_user[order]],
+        S.ITEM_ID: item_ids[event_item[order]],
+        S.CATEGORY_ID: category_ids[item_category[event_item[order]]],
+        BEHAVIOR: np.array(list(BEHAVIOR_SHARES), dtype=object)[behavior_codes[order]],
+        TIMESTAMP: timestamps[order].astype(np.int64),
+    })
+    interest_rows, interest_slots = np.nonzero(held)
+    user_interests = pd.DataFrame({S.USER_ID: user_ids[interest_rows],
+                                   TOPIC: user_topics[interest_rows, interest_slots].astype(np.int32),
+                                   S.WEIGHT: interest_weights[interest_rows, interest_slots]})
+    items = pd.DataFrame({S.ITEM_ID: item_ids, S.CATEGORY_ID: category_ids[item_category],
+                          TOPIC: item_topic.astype(np.int32)})
+    logger.info("synthetic logs: %s users, %s items, %s categories, %s topics, %s events",
+                num_users, num_items, spec.num_categories, num_topics, num_events)
+    return SyntheticLogs(events=events, user_interests=user_interests, items=items)
+
+
+def write(logs: SyntheticLogs, out_dir: str | os.PathLike) -> dict[str, str]:
+    """Write the logs under ``out_dir`` and return name → path.
+
+    ``csv``: UserBehavior.csv in Taobao format (no header: user,item,category,behavior,timestamp);
+    ``parquet``: events.parquet; ``truth_user_interests`` and ``truth_items``: the ground truth.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / file_name for name, file_name in OUTPUT_FILES.items()}
+    logs.events.loc[:, list(EVENT_COLUMNS)].to_csv(paths["csv"], header=False, index=False)
+    for name, frame in (("parquet", logs.events), ("truth_user_interests", logs.user_interests),
+                        ("truth_items", logs.items)):
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), paths[name])
+    logger.info("wrote %s events to %s", len(logs.events), out)
+    return {name: str(path) for name, path in paths.items()}

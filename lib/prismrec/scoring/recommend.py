@@ -1,0 +1,54 @@
+"""A batch of users' histories → interests, explained top-N items (no Spark).
+
+Shared by the full-population scoring UDF and by evaluation.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from prismrec.scoring.topk import top_n
+
+
+@dataclass(frozen=True)
+class Interests:
+    vectors: np.ndarray      # float32 [B, K, d]
+    weights: np.ndarray      # float32 [B, K]
+    assignment: np.ndarray   # int [B, L]: which interest each history slot belongs to (-1 for padding)
+
+
+def encode(model, hist_items: np.ndarray) -> Interests:
+    """Run the user encoder and assign each history item to its closest interest."""
+    outputs = model.encode(hist_items.astype(np.int32))
+    vectors = np.asarray(outputs["interest_vectors"], dtype=np.float32)
+    history = np.asarray(model.item_embeddings)[hist_items]                 # [B, L, d]
+    assignment = np.einsum("bld,bkd->blk", history, vectors).argmax(axis=-1)
+    assignment = np.where(hist_items > 0, assignment, -1)
+    return Interests(vectors, np.asarray(outputs["interest_weights"], dtype=np.float32), assignment)
+
+
+def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n_items: int):
+    """(Interests, items [B, N], scores [B, N], interest [B, N]) for a batch; -inf marks empty slots."""
+    interests = encode(model, hist_items)
+    items, scores, interest = top_n(interests.vectors, np.asarray(model.item_embeddings),
+                                    seen_items, top_n_items)
+    return interests, items, scores, interest
+
+
+def interest_top_categories(interests: Interests, hist_items: np.ndarray, item_category: np.ndarray,
+                            top: int = 3) -> list[list[list[str]]]:
+    """Label each interest by the most frequent categories of the history items assigned to it.
+
+    item_category: category_id per item_idx. Returns [B][K] lists of up to ``top`` category ids.
+    """
+    num_interests = interests.vectors.shape[1]
+    labels = []
+    for row_items, row_assign in zip(hist_items, interests.assignment):
+        per_interest = []
+        for k in range(num_interests):
+            members = row_items[row_assign == k]
+            per_interest.append([cat for cat, _ in Counter(item_category[members]).most_common(top)])
+        labels.append(per_interest)
+    return labels

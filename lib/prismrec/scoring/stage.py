@@ -1,0 +1,72 @@
+"""The score stage: every user's top-N recommendations and interests, validated, then published."""
+from __future__ import annotations
+
+import logging
+import time
+
+from pyspark.sql import SparkSession
+
+from prismrec import schema as S
+from prismrec.config import Config
+from prismrec.layout import Layout, record_stage
+from prismrec.scoring import publish, udf
+from prismrec.spark import job_group
+
+logger = logging.getLogger(__name__)
+
+
+def model_dir(cfg: Config, layout: Layout) -> str:
+    """``score.model_id`` if set, else the model the last train stage wrote (models/LATEST)."""
+    model_id = cfg.score.model_id
+    if not model_id:
+        latest = layout.root / "models" / "LATEST"
+        if not latest.is_file():
+            raise FileNotFoundError(f"no trained model under {latest.parent}; run `prismrec train` first "
+                                    f"or set --set score.model_id=<id>")
+        model_id = latest.read_text().strip()
+    return str(layout.model_dir(model_id))
+
+
+def task_threads(spark: SparkSession) -> int:
+    return int(spark.conf.get("spark.task.cpus", "1"))
+
+
+def run(spark: SparkSession, cfg: Config) -> dict:
+    started = time.time()
+    layout = Layout.of(cfg)
+    meta = layout.read_meta()
+    dt, run_id = meta["dt"], meta["run_id"]
+    directory = model_dir(cfg, layout)
+    udf.load_once(directory, 1)  # verify the artifact on the driver before any distributed work
+    histories = spark.read.parquet(layout.table("histories"))
+    threads = task_threads(spark)
+    recs = histories.mapInPandas(
+        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads),
+        schema=S.spark_schema("recommendations"))
+    interests = histories.mapInPandas(udf.interests_fn(directory, cfg.score.batch_users, threads),
+                                      schema=S.spark_schema("user_interests"))
+    staging = layout.root / "_staging" / run_id
+    staged = {"recommendations": str(staging / "recommendations"),
+              "user_interests": str(staging / "user_interests")}
+    with job_group(spark, "score", f"score {meta['users_by_split']} users"):
+        recs.write.mode("overwrite").parquet(staged["recommendations"])
+        interests.write.mode("overwrite").parquet(staged["user_interests"])
+    with job_group(spark, "score", "validate staged recommendations"):
+        problems = publish.recommendation_problems(
+            spark.read.parquet(staged["recommendations"]), histories,
+            spark.read.parquet(layout.table("items")), cfg.score.top_n)
+    if problems:
+        raise publish.PublishError(f"staged recommendations at {staged['recommendations']} failed "
+                                   f"validation ({'; '.join(problems)}); the published dt={dt} is unchanged")
+    for name, path in staged.items():
+        publish.swap_in(spark, path, str(layout.output_table(name, dt)))
+        # Underscore files are invisible to Spark's Parquet reader.
+        cfg.save(layout.output_table(name, dt) / "_prismrec_config.yaml")
+    report = {"dt": dt, "model_dir": directory, "users": histories.count(),
+              "recommendations": str(layout.output_table("recommendations", dt)),
+              "user_interests": str(layout.output_table("user_interests", dt)),
+              "seconds": round(time.time() - started, 2)}
+    record_stage(layout, run_id, "score", report)
+    logger.info("score: %d users scored in %.1fs → %s", report["users"], report["seconds"],
+                report["recommendations"])
+    return report

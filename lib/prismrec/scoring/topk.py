@@ -1,0 +1,74 @@
+"""Exact top-N over several interest vectors per user (numpy + TensorFlow, no Spark).
+
+For each interest, an exact top-N over all items (matmul + ``top_k``), then the
+K·N candidates are merged into N by each item's best score. This equals the
+top-N of ``max_k score_k(item)``: an item in that top-N is, for its best
+interest k*, beaten under k* only by items that also beat it overall, so it is
+in k*'s own top-N.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+NEG_INF = np.float32(-np.inf)
+
+
+def exclusion_mask(seen_items: list[np.ndarray], num_items: int) -> np.ndarray:
+    """float32 [B, M]: 0 where an item may be recommended, -inf for seen items and padding (0)."""
+    mask = np.zeros((len(seen_items), num_items), dtype=np.float32)
+    lengths = np.fromiter((len(s) for s in seen_items), dtype=np.int64, count=len(seen_items))
+    if lengths.sum():
+        rows = np.repeat(np.arange(len(seen_items)), lengths)
+        mask[rows, np.concatenate(seen_items).astype(np.int64)] = NEG_INF
+    mask[:, 0] = NEG_INF
+    return mask
+
+
+def top_n_per_interest(interest_vectors: np.ndarray, item_embeddings: np.ndarray,
+                       mask: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-interest exact top-N.
+
+    interest_vectors: [B, K, d]; item_embeddings: [M, d]; mask: [B, M] (0 or -inf).
+    Returns (scores [B, K, N'], items [B, K, N']) with N' = min(N, M).
+    """
+    import tensorflow as tf
+
+    scores = tf.einsum("bkd,md->bkm", interest_vectors, item_embeddings) + mask[:, None, :]
+    best = tf.math.top_k(scores, k=min(top_n, item_embeddings.shape[0]), sorted=True)
+    return best.values.numpy(), best.indices.numpy()
+
+
+def merge_interests(scores: np.ndarray, items: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge [B, K, N] per-interest candidates into each user's N best distinct items.
+
+    Returns (items [B, N], scores [B, N], interest [B, N]); slots with no
+    recommendable item left have score -inf (the caller drops them).
+    """
+    batch, num_interests, per_interest = scores.shape
+    flat_scores = scores.reshape(batch, -1).copy()
+    flat_items = items.reshape(batch, -1)
+    interest = np.repeat(np.arange(num_interests), per_interest)[None, :].repeat(batch, axis=0)
+    # Keep each item's best-scoring occurrence: sort by (item, -score), blank later duplicates.
+    order = np.lexsort((-flat_scores, flat_items), axis=-1)
+    sorted_items = np.take_along_axis(flat_items, order, axis=-1)
+    duplicate = np.zeros_like(sorted_items, dtype=bool)
+    duplicate[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
+    np.put_along_axis(flat_scores, order, np.where(duplicate, NEG_INF,
+                                                   np.take_along_axis(flat_scores, order, axis=-1)), axis=-1)
+    # Stable descending sort; ties broken by item index for reproducibility.
+    best = np.lexsort((flat_items, -flat_scores), axis=-1)[:, :top_n]
+    return (np.take_along_axis(flat_items, best, axis=-1),
+            np.take_along_axis(flat_scores, best, axis=-1),
+            np.take_along_axis(interest, best, axis=-1))
+
+
+def top_n(interest_vectors: np.ndarray, item_embeddings: np.ndarray, seen_items: list[np.ndarray],
+          top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's top-N items by max score over interests, excluding seen items.
+
+    interest_vectors: [B, K, d]; item_embeddings: [M, d]; seen_items: B arrays of item_idx.
+    Returns (items [B, N], scores [B, N], interest [B, N]); -inf scores mark empty slots.
+    """
+    mask = exclusion_mask(seen_items, item_embeddings.shape[0])
+    scores, items = top_n_per_interest(interest_vectors, item_embeddings, mask, top_n)
+    return merge_interests(scores, items, top_n)

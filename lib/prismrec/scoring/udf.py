@@ -1,0 +1,96 @@
+"""Spark side of scoring: iterator ``mapInPandas`` functions over users' histories.
+
+Each Python worker loads (and verifies) the artifact once and keeps it; the item
+table is memory-mapped read-only, so batches share it instead of copying it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from prismrec import schema as S
+
+logger = logging.getLogger(__name__)
+_LOADED: dict[str, object] = {}
+
+
+def load_once(model_dir: str, threads: int):
+    """The worker-wide cached artifact for ``model_dir``."""
+    if model_dir not in _LOADED:
+        import tensorflow as tf
+
+        from prismrec.training.artifact import load
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            logger.info("TensorFlow already initialised in this worker; keeping its thread settings")
+        _LOADED[model_dir] = load(model_dir)
+    return _LOADED[model_dir]
+
+
+def _batches(frames: Iterator[pd.DataFrame], batch_users: int) -> Iterator[pd.DataFrame]:
+    for frame in frames:
+        for start in range(0, len(frame), batch_users):
+            yield frame.iloc[start:start + batch_users]
+
+
+def _arrays(batch: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
+    hist = np.stack(batch[S.HIST_ITEMS].to_numpy()).astype(np.int32)
+    seen = [np.asarray(s, dtype=np.int64) for s in batch[S.SEEN_ITEMS]]
+    return hist, seen
+
+
+def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: int) -> Callable:
+    """mapInPandas function: histories → ``recommendations`` rows (without dt)."""
+    from prismrec.scoring.recommend import recommend
+
+    def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = load_once(model_dir, threads)
+        item_ids = model.items[S.ITEM_ID].to_numpy()
+        item_category = model.items[S.CATEGORY_ID].to_numpy()
+        for batch in _batches(frames, batch_users):
+            hist, seen = _arrays(batch)
+            _, items, scores, interest = recommend(model, hist, seen, top_n)
+            valid = np.isfinite(scores)
+            rows, cols = np.nonzero(valid)
+            picked = items[valid]
+            # item_idx i lives in row i-1 of the vocabulary (index 0 is padding).
+            yield pd.DataFrame({
+                S.USER_ID: batch[S.USER_ID].to_numpy()[rows],
+                S.RANK: (cols + 1).astype(np.int32),
+                S.ITEM_ID: item_ids[picked - 1],
+                S.SCORE: scores[valid].astype(np.float32),
+                S.INTEREST: interest[valid].astype(np.int32),
+                S.CATEGORY_ID: item_category[picked - 1],
+                S.FALLBACK: np.zeros(len(rows), dtype=bool),
+            })
+
+    return score
+
+
+def interests_fn(model_dir: str, batch_users: int, threads: int) -> Callable:
+    """mapInPandas function: histories → ``user_interests`` rows (without dt)."""
+    from prismrec.scoring.recommend import encode, interest_top_categories
+
+    def describe(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = load_once(model_dir, threads)
+        padded_category = np.concatenate([[S.UNKNOWN_CATEGORY], model.items[S.CATEGORY_ID].to_numpy()])
+        for batch in _batches(frames, batch_users):
+            hist, _ = _arrays(batch)
+            interests = encode(model, hist)
+            labels = interest_top_categories(interests, hist, padded_category)
+            batch_size, num_interests, _ = interests.vectors.shape
+            yield pd.DataFrame({
+                S.USER_ID: np.repeat(batch[S.USER_ID].to_numpy(), num_interests),
+                S.INTEREST: np.tile(np.arange(num_interests, dtype=np.int32), batch_size),
+                S.WEIGHT: interests.weights.reshape(-1).astype(np.float32),
+                S.TOP_CATEGORIES: [cats for user in labels for cats in user],
+                S.VECTOR: list(interests.vectors.reshape(batch_size * num_interests, -1)),
+            })
+
+    return describe

@@ -1,0 +1,57 @@
+"""The SparkSession builder: a local default that defers to whatever spark-submit set."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from contextlib import contextmanager
+
+from prismrec.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+def get_session(cfg: Config):
+    """Return the active SparkSession, or build one from ``cfg.spark``.
+
+    Under spark-submit or on Databricks a session (or its conf) already exists,
+    and the master/app name it carries win: ``cfg.spark.master`` is only a default.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    # Executors' Python must be the driver's (the .venv), not whatever is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    submitted = "spark.master" in os.environ.get("PYSPARK_SUBMIT_ARGS", "") or os.environ.get("SPARK_ENV_LOADED")
+    if not submitted:
+        builder = builder.master(cfg.spark.master).config("spark.driver.memory", cfg.spark.driver_memory)
+    builder = (
+        builder.appName(cfg.spark.app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.score.arrow_batch_rows))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+    )
+    for key, value in cfg.spark.conf.items():
+        builder = builder.config(key, str(value))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    logger.info("spark session: master=%s, app=%s", spark.sparkContext.master, spark.sparkContext.appName)
+    return spark
+
+
+@contextmanager
+def job_group(spark, stage: str, description: str):
+    """Name the Spark jobs of a stage in the UI and event log."""
+    spark.sparkContext.setJobGroup(stage, f"prismrec {stage}: {description}")
+    try:
+        yield
+    finally:
+        spark.sparkContext.setJobGroup(stage, f"prismrec {stage}")

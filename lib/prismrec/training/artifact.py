@@ -1,0 +1,125 @@
+"""The model artifact: SavedModel encoder, item table, vocabularies, manifest.
+
+Layout of ``models/<model_id>/``::
+
+    encoder/               SavedModel: hist_items int32[B, L] → interest_vectors [B, K, d], interest_weights [B, K]
+    item_embeddings.npy    float32 [num_items, d], row = item_idx (row 0 is padding)
+    items.parquet          item vocabulary (item_idx, item_id, category_id, count)
+    config.yaml            the resolved config
+    metrics.json           training metrics
+    manifest.json          SHA-256 of every file above, library versions, config hash
+
+Loading verifies every checksum and refuses missing, extra or altered files.
+Nothing is pickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from prismrec._versions import installed_version
+
+MANIFEST = "manifest.json"
+VERSIONED = ("tensorflow-cpu", "keras", "horovod", "pyspark", "petastorm", "pyarrow", "numpy", "prismrec")
+
+
+class ArtifactError(ValueError):
+    """A model artifact is missing, incomplete or altered."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def write_manifest(root: Path, config_hash: str, extra: dict | None = None) -> dict:
+    manifest = {
+        "files": {name: sha256_file(root / name) for name in _files(root)},
+        "versions": {dist: installed_version(dist) for dist in VERSIONED},
+        "config_hash": config_hash,
+        **(extra or {}),
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def verify(root: Path) -> dict:
+    """Check ``root`` against its manifest; return the manifest or raise :class:`ArtifactError`."""
+    root = Path(root)
+    if not (root / MANIFEST).is_file():
+        raise ArtifactError(f"model artifact {root} has no {MANIFEST}; re-export it with `prismrec train`")
+    manifest = json.loads((root / MANIFEST).read_text())
+    listed, present = set(manifest["files"]), set(_files(root))
+    for name in sorted(listed - present):
+        raise ArtifactError(f"model artifact {root} is missing {name}; re-export it with `prismrec train`")
+    for name in sorted(present - listed):
+        raise ArtifactError(f"model artifact {root} holds {name}, which its manifest does not list; "
+                            f"remove it or re-export the model")
+    for name, expected in sorted(manifest["files"].items()):
+        if sha256_file(root / name) != expected:
+            raise ArtifactError(f"model artifact file {root / name} was altered (SHA-256 differs from "
+                                f"the manifest); refusing to load it. Re-export with `prismrec train`")
+    return manifest
+
+
+def export(model, spec: dict, metrics: dict) -> Path:
+    """Write the artifact for ``model`` to ``spec['model_dir']``, atomically (rank 0 only)."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    from prismrec.models.towers import export_encoder
+
+    target = Path(spec["model_dir"])
+    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    export_encoder(model, str(staging / "encoder"))
+    np.save(staging / "item_embeddings.npy", model.item_table().numpy().astype(np.float32))
+    pq.write_table(pq.read_table(spec["items_path"]), staging / "items.parquet")
+    (staging / "config.yaml").write_text(yaml.safe_dump(spec["config"], sort_keys=False))
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    write_manifest(staging, spec["config_hash"], {"model_id": target.name})
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified artifact: ``encode(hist_items int32[B, L])`` and the item table."""
+
+    root: Path
+    encode: object
+    item_embeddings: np.ndarray  # float32 [num_items, d]
+    items: object  # pandas DataFrame sorted by item_idx
+    config: dict
+    manifest: dict
+
+
+def load(root: str | Path, mmap: bool = True) -> LoadedModel:
+    """Verify and load an artifact; the item table is memory-mapped read-only by default."""
+    import pandas as pd
+    import yaml
+
+    from prismrec.models.towers import load_encoder
+
+    root = Path(root)
+    manifest = verify(root)
+    embeddings = np.load(root / "item_embeddings.npy", mmap_mode="r" if mmap else None)
+    items = pd.read_parquet(root / "items.parquet").sort_values("item_idx").reset_index(drop=True)
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    return LoadedModel(root, load_encoder(str(root / "encoder")), embeddings, items, config, manifest)

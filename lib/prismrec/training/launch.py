@@ -1,0 +1,127 @@
+"""The train stage's driver side: build the per-rank spec, launch ranks, check results.
+
+Launchers (``train.launcher``): ``spark`` runs ranks as Spark tasks with
+``horovod.spark.run``; ``horovodrun`` starts ``horovodrun -np N --gloo``; ``local``
+runs a single rank in this process.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from prismrec import schema as S
+from prismrec.config import Config
+from prismrec.features.petastorm_io import check_shardable, parquet_layout
+from prismrec.layout import Layout, record_stage
+from prismrec.training.loop import train_rank
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Ranks failed or disagreed."""
+
+
+def log_q_from_items(items_path: str, num_items: int) -> list[float]:
+    """log of the item sampling distribution q ∝ count^0.75; index 0 (padding) is never sampled."""
+    from prismrec.models.losses import log_q_from_counts
+    import pandas as pd
+
+    items = pd.read_parquet(items_path, columns=[S.ITEM_IDX, S.COUNT])
+    counts = np.zeros(num_items, dtype=np.float64)
+    counts[items[S.ITEM_IDX].to_numpy()] = items[S.COUNT].to_numpy()
+    return log_q_from_counts(counts).tolist()
+
+
+def num_ranks(cfg: Config) -> int:
+    return 1 if cfg.train.launcher == "local" else cfg.train.num_proc
+
+
+def build_spec(cfg: Config, model_id: str | None = None) -> dict:
+    layout = Layout.of(cfg)
+    meta = layout.read_meta()
+    data_path = layout.table("train_examples")
+    data_layout = parquet_layout(data_path)
+    ranks = num_ranks(cfg)
+    check_shardable(data_layout, data_path, ranks)
+    steps = data_layout["rows"] // (cfg.train.batch_size * ranks)
+    if steps < 1:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} × {ranks} ranks exceeds the "
+                         f"{data_layout['rows']} training examples; lower train.batch_size")
+    model_id = model_id or f"{meta['run_id']}-{cfg.model.encoder}"
+    return {
+        "config": cfg.to_dict(), "config_hash": cfg.config_hash(),
+        "data_path": data_path, "items_path": layout.table("items"),
+        "num_items": meta["num_items"], "log_q": log_q_from_items(layout.table("items"), meta["num_items"]),
+        "steps_per_epoch": steps, "model_dir": str(layout.model_dir(model_id)),
+        "run_id": meta["run_id"],
+    }
+
+
+def _run_horovodrun(spec: dict, ranks: int) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="prismrec-hvd-") as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        horovodrun = str(Path(sys.executable).with_name("horovodrun"))
+        command = [horovodrun, "-np", str(ranks), "-H", f"localhost:{ranks}", "--gloo",
+                   sys.executable, "-m", "prismrec.training.rank_main", str(spec_path), tmp]
+        logger.info("launching: %s", " ".join(command))
+        completed = subprocess.run(command, env=os.environ.copy())
+        if completed.returncode != 0:
+            raise TrainingError(f"horovodrun exited with code {completed.returncode}; see the rank logs above")
+        return [json.loads((Path(tmp) / f"rank-{r}.json").read_text()) for r in range(ranks)]
+
+
+def _run_spark(spec: dict, ranks: int) -> list[dict]:
+    import horovod.spark
+
+    return horovod.spark.run(train_rank, args=(spec,), num_proc=ranks, use_gloo=True,
+                             executable=sys.executable, verbose=1)
+
+
+def launch(spec: dict, launcher: str, ranks: int) -> list[dict]:
+    if launcher == "spark":
+        return _run_spark(spec, ranks)
+    if launcher == "horovodrun":
+        return _run_horovodrun(spec, ranks)
+    return [train_rank(spec)]
+
+
+def check_results(results: list[dict], ranks: int) -> None:
+    """All ranks ran, ran the same steps, hold identical weights, and one artifact was written."""
+    if len(results) != ranks:
+        raise TrainingError(f"expected {ranks} rank results, got {len(results)}")
+    if len({r["steps"] for r in results}) != 1:
+        raise TrainingError(f"ranks ran unequal steps: {[r['steps'] for r in results]}")
+    if len({r["weights_digest"] for r in results}) != 1:
+        raise TrainingError("ranks finished with different weights; gradients were not synchronised")
+    if sum(r["wrote_artifact"] for r in results) != 1:
+        raise TrainingError(f"{sum(r['wrote_artifact'] for r in results)} ranks wrote the artifact, expected 1")
+
+
+def run(spark, cfg: Config, model_id: str | None = None) -> dict:
+    """Train with ``cfg.train.launcher``; returns the stage report with the model directory."""
+    started = time.time()
+    spec = build_spec(cfg, model_id)
+    ranks = num_ranks(cfg)
+    logger.info("train: %s launcher, %d rank(s), %d steps/epoch × %d epochs, model %s",
+                cfg.train.launcher, ranks, spec["steps_per_epoch"], cfg.train.epochs, spec["model_dir"])
+    results = sorted(launch(spec, cfg.train.launcher, ranks), key=lambda r: r["rank"])
+    check_results(results, ranks)
+    report = {"model_dir": spec["model_dir"], "launcher": cfg.train.launcher, "ranks": ranks,
+              "steps_per_rank": results[0]["steps"], "final_loss": results[0]["loss"],
+              "seconds": round(time.time() - started, 2)}
+    record_stage(Layout.of(cfg), spec["run_id"], "train", report)
+    latest = Layout.of(cfg).root / "models" / "LATEST"
+    latest.write_text(Path(spec["model_dir"]).name + "\n")
+    logger.info("train: done in %.1fs, final loss %.4f, artifact %s", report["seconds"],
+                report["final_loss"], report["model_dir"])
+    return report

@@ -1,0 +1,47 @@
+"""Shared fixtures: one session-scoped local SparkSession and a tiny preprocessed dataset."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONF = ROOT / "conf" / "test.yaml"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def tiny_config(tmp: Path, *overrides: str):
+    from prismrec.config import load_config
+
+    return load_config(TEST_CONF, [f"paths.data={tmp / 'data'}", f"paths.output={tmp / 'output'}", *overrides])
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("prismrec-tests")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def preprocessed(spark, tmp_path_factory):
+    """Tiny synthetic logs, generated and preprocessed once: (cfg, preprocess report)."""
+    from prismrec.cli import run_stage
+
+    cfg = tiny_config(tmp_path_factory.mktemp("pipeline"))
+    run_stage("generate", cfg)
+    return cfg, run_stage("preprocess", cfg, spark)

@@ -1,0 +1,158 @@
+"""Synthetic logs: schema, determinism, planted interests, Zipf skew, files and spec checks."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prismrec.logs.synthetic import EVENT_COLUMNS, SyntheticSpec, generate, write
+
+SMALL = SyntheticSpec(num_users=150, num_items=400, num_categories=20, num_topics=5, max_interests=3,
+                      mean_events_per_user=30.0, min_events_per_user=6, num_days=5, seed=3)
+
+
+@pytest.fixture(scope="module")
+def small_logs():
+    return generate(SMALL)
+
+
+@pytest.mark.unit
+def test_same_seed_gives_identical_frames_and_other_seeds_differ(small_logs):
+    again = generate(SMALL)
+    pd.testing.assert_frame_equal(small_logs.events, again.events)
+    pd.testing.assert_frame_equal(small_logs.user_interests, again.user_interests)
+    pd.testing.assert_frame_equal(small_logs.items, again.items)
+    other = generate(dataclasses.replace(SMALL, seed=4))
+    assert not small_logs.events.equals(other.events)
+    assert not small_logs.user_interests.equals(other.user_interests)
+
+
+@pytest.mark.unit
+def test_columns_and_dtypes(small_logs):
+    events, interests, items = small_logs.events, small_logs.user_interests, small_logs.items
+    assert list(events.columns) == ["user_id", "item_id", "category_id", "behavior", "timestamp"]
+    assert events["timestamp"].dtype == np.int64
+    for column in ("user_id", "item_id", "category_id", "behavior"):
+        assert events[column].map(type).eq(str).all(), column
+    assert set(events["behavior"]) <= {"pv", "cart", "fav", "buy"}
+    assert list(interests.columns) == ["user_id", "topic", "weight"]
+    assert (interests["topic"].dtype, interests["weight"].dtype) == (np.int32, np.float64)
+    assert list(items.columns) == ["item_id", "category_id", "topic"]
+    assert items["topic"].dtype == np.int32
+    assert items["item_id"].is_unique and len(items) == SMALL.num_items
+    # Every topic owns a category and every category an item.
+    assert items["category_id"].nunique() == SMALL.num_categories
+    assert items["topic"].nunique() == SMALL.num_topics
+
+
+@pytest.mark.unit
+def test_events_sorted_by_user_then_time(small_logs):
+    events = small_logs.events
+    resorted = events.sort_values(["user_id", "timestamp"], kind="stable", ignore_index=True)
+    pd.testing.assert_frame_equal(events, resorted)
+
+
+@pytest.mark.unit
+def test_every_user_has_at_least_min_events(small_logs):
+    per_user = small_logs.events.groupby("user_id").size()
+    assert len(per_user) == SMALL.num_users
+    assert per_user.min() >= SMALL.min_events_per_user
+
+
+@pytest.mark.unit
+def test_interest_weights_sum_to_one_over_1_to_max_distinct_topics(small_logs):
+    by_user = small_logs.user_interests.groupby("user_id")
+    np.testing.assert_allclose(by_user["weight"].sum(), 1.0, rtol=0, atol=1e-12)
+    counts = by_user["topic"].nunique()
+    assert (counts == by_user.size()).all()  # topics of one user are distinct
+    assert counts.between(1, SMALL.max_interests).all()
+    assert len(counts) == SMALL.num_users
+    assert (small_logs.user_interests["weight"] > 0).all()
+
+
+@pytest.mark.unit
+def test_event_categories_match_items_table(small_logs):
+    joined = small_logs.events.merge(small_logs.items, on="item_id", how="left", suffixes=("", "_truth"))
+    assert joined["category_id_truth"].notna().all()
+    assert (joined["category_id"] == joined["category_id_truth"]).all()
+
+
+@pytest.mark.unit
+def test_events_fall_within_planted_topics(small_logs):
+    events = small_logs.events.merge(small_logs.items[["item_id", "topic"]], on="item_id")
+    planted = small_logs.user_interests[["user_id", "topic"]].assign(planted=True)
+    events = events.merge(planted, on=["user_id", "topic"], how="left")
+    share_per_user = events["planted"].notna().groupby(events["user_id"]).mean()
+    # Noise is 5% uniform over the catalogue, so about 95% land on planted topics; 80% leaves slack.
+    assert share_per_user.mean() > 0.9
+    assert (share_per_user > 0.8).mean() > 0.95
+
+
+@pytest.mark.unit
+def test_popularity_is_zipf_skewed_within_a_topic():
+    spec = dataclasses.replace(SMALL, num_users=300, noise_fraction=0.0)
+    logs = generate(spec)
+    events = logs.events.merge(logs.items[["item_id", "topic"]], on="item_id")
+    counts = events.loc[events["topic"] == 0, "item_id"].value_counts()
+    # 80 items in topic 0, exponent 1.1: P(rank 1) / P(rank 40) = 40^1.1 ≈ 58.
+    assert counts.iloc[0] > 10 * counts.median()
+
+
+@pytest.mark.unit
+def test_timestamps_within_the_window(small_logs):
+    start = int(pd.Timestamp(SMALL.start_date, tz="UTC").timestamp())
+    timestamps = small_logs.events["timestamp"]
+    assert timestamps.min() >= start
+    assert timestamps.max() < start + SMALL.num_days * 86_400
+
+
+@pytest.mark.unit
+def test_write_round_trips(small_logs, tmp_path):
+    paths = write(small_logs, tmp_path / "out")
+    assert set(paths) == {"csv", "parquet", "truth_user_interests", "truth_items"}
+    csv = pd.read_csv(paths["csv"], header=None, names=list(EVENT_COLUMNS),
+                      dtype={"user_id": str, "item_id": str, "category_id": str, "behavior": str,
+                             "timestamp": np.int64})
+    pd.testing.assert_frame_equal(csv, small_logs.events)
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["parquet"]), small_logs.events)
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["truth_user_interests"]), small_logs.user_interests)
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["truth_items"]), small_logs.items)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("field, value", [
+    ("num_users", 0),
+    ("num_items", 2.5),
+    ("num_topics", 0),
+    ("num_topics", 21),
+    ("max_interests", 6),
+    ("mean_events_per_user", -1.0),
+    ("mean_session_length", 0.5),
+    ("noise_fraction", 1.0),
+    ("noise_fraction", -0.1),
+    ("zipf_exponent", float("nan")),
+    ("start_date", "2026-13-01"),
+    ("start_date", "01/01/2026"),
+])
+def test_invalid_spec_names_field_and_value(field, value):
+    with pytest.raises(ValueError, match=rf"synthetic\.{field}=.*is invalid: must be"):
+        generate(dataclasses.replace(SMALL, **{field: value}))
+
+
+@pytest.mark.unit
+def test_import_leaves_spark_tensorflow_and_horovod_out():
+    code = ("import sys, prismrec.logs.synthetic; "
+            "print([m for m in ('pyspark', 'tensorflow', 'horovod') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.unit
+def test_invalid_spec_message_says_what_is_allowed():
+    with pytest.raises(ValueError) as raised:
+        generate(dataclasses.replace(SMALL, num_topics=0))
+    assert str(raised.value) == "synthetic.num_topics=0 is invalid: must be an integer >= 1 and <= num_categories"

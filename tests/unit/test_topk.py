@@ -1,0 +1,60 @@
+"""Top-N over several interests equals a brute-force numpy ranking."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prismrec.scoring.topk import exclusion_mask, merge_interests, top_n
+
+pytestmark = pytest.mark.unit
+
+
+def brute_force(vectors, items, seen, n):
+    """max over interests, seen items and padding removed, sorted by score then item index."""
+    scores = np.einsum("bkd,md->bkm", vectors, items)
+    best_interest = scores.argmax(axis=1)
+    best = scores.max(axis=1)
+    out = []
+    for user in range(len(vectors)):
+        allowed = [m for m in range(1, len(items)) if m not in set(seen[user].tolist())]
+        ranked = sorted(allowed, key=lambda m: (-best[user, m], m))[:n]
+        out.append((ranked, best[user, ranked], best_interest[user, ranked]))
+    return out
+
+
+@pytest.mark.parametrize("num_interests,n,seen_per_user", [(1, 5, 0), (3, 10, 4), (4, 7, 20), (2, 40, 15)])
+def test_matches_brute_force(num_interests, n, seen_per_user):
+    rng = np.random.default_rng(num_interests * 100 + n)
+    vectors = rng.normal(size=(6, num_interests, 8)).astype(np.float32)
+    items = rng.normal(size=(50, 8)).astype(np.float32)
+    seen = [rng.choice(np.arange(1, 50), size=seen_per_user, replace=False) for _ in range(6)]
+    got_items, got_scores, got_interest = top_n(vectors, items, seen, n)
+    for user, (ranked, scores, interest) in enumerate(brute_force(vectors, items, seen, n)):
+        valid = np.isfinite(got_scores[user])
+        assert got_items[user][valid].tolist() == ranked
+        np.testing.assert_allclose(got_scores[user][valid], scores, rtol=1e-5)
+        assert got_interest[user][valid].tolist() == interest.tolist()
+
+
+def test_fewer_items_than_n_leaves_empty_slots():
+    items = np.eye(4, dtype=np.float32)
+    vectors = np.ones((1, 2, 4), dtype=np.float32)
+    # 3 real items (1..3), item 2 seen → only 2 can be recommended.
+    got_items, got_scores, _ = top_n(vectors, items, [np.array([2])], 5)
+    assert np.isfinite(got_scores[0]).sum() == 2
+    assert sorted(got_items[0][np.isfinite(got_scores[0])].tolist()) == [1, 3]
+
+
+def test_merge_keeps_each_items_best_interest():
+    # Interest 0 ranks item 7 (0.9) then 5 (0.5); interest 1 ranks 5 (0.8) then 7 (0.1).
+    scores = np.array([[[0.9, 0.5], [0.8, 0.1]]], dtype=np.float32)
+    items = np.array([[[7, 5], [5, 7]]])
+    merged_items, merged_scores, interest = merge_interests(scores, items, 2)
+    assert merged_items.tolist() == [[7, 5]]
+    np.testing.assert_allclose(merged_scores, [[0.9, 0.8]])
+    assert interest.tolist() == [[0, 1]]
+
+
+def test_exclusion_mask_blocks_padding_and_seen():
+    mask = exclusion_mask([np.array([1, 3]), np.array([], dtype=np.int64)], 4)
+    assert np.isneginf(mask).tolist() == [[True, True, False, True], [True, False, False, False]]
