@@ -1,5 +1,7 @@
 # prismrec: setup · demo · test · bench · package
 SHELL := /bin/bash
+# Spark and Horovod talk over loopback on a single machine.
+export SPARK_LOCAL_IP ?= 127.0.0.1
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python

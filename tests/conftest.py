@@ -10,6 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONF = ROOT / "conf" / "test.yaml"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Everything in the tests talks over loopback only.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 

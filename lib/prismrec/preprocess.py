@@ -5,6 +5,7 @@ an exact duplicate, or filtered by a named rule; the four add up to the input.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import time
@@ -37,7 +38,7 @@ def source_path(cfg: Config) -> str:
 
 def read_source(spark: SparkSession, cfg: Config, run_id: str) -> tuple[DataFrame, DataFrame]:
     path = source_path(cfg)
-    if "://" not in path and not any(Path().glob(path)) and not Path(path).exists():
+    if "://" not in path and not glob.glob(path):
         raise InputError(
             f"input path '{path}' (source.path, format {cfg.source.format}) does not exist; "
             f"fix: run `prismrec generate` for synthetic logs, or set --set source.path=<your logs>")

@@ -118,7 +118,7 @@ def run(spark, cfg: Config, model_id: str | None = None) -> dict:
     check_results(results, ranks)
     report = {"model_dir": spec["model_dir"], "launcher": cfg.train.launcher, "ranks": ranks,
               "steps_per_rank": results[0]["steps"], "final_loss": results[0]["loss"],
-              "seconds": round(time.time() - started, 2)}
+              "rank_results": results, "seconds": round(time.time() - started, 2)}
     record_stage(Layout.of(cfg), spec["run_id"], "train", report)
     latest = Layout.of(cfg).root / "models" / "LATEST"
     latest.write_text(Path(spec["model_dir"]).name + "\n")

@@ -1,0 +1,1 @@
+"""The multi-interest network: pure TensorFlow/Keras 2, no Spark or Horovod."""
