@@ -53,16 +53,12 @@ def test_eval_users_hold_out_the_tail(preprocessed):
 
 
 def test_petastorm_shards_cover_every_example_once(preprocessed):
-    from petastorm import make_batch_reader
-
-    from prismrec.features.petastorm_io import dataset_url
+    from prismrec.features.petastorm_io import one_pass
 
     cfg, meta = preprocessed
-    url = dataset_url(Layout.of(cfg).table("train_examples"))
     seen = []
     for shard in range(2):
-        with make_batch_reader(url, cur_shard=shard, shard_count=2, num_epochs=1,
-                               schema_fields=list(S.TRAIN_COLUMNS), workers_count=1) as reader:
+        with one_pass(Layout.of(cfg).table("train_examples"), shard, 2) as reader:
             for batch in reader:
                 assert batch.hist_items.shape[1] == cfg.preprocess.max_hist_len
                 seen.append(pd.DataFrame({"user": batch.user_idx, "target": batch.target_item,
@@ -70,6 +66,9 @@ def test_petastorm_shards_cover_every_example_once(preprocessed):
     rows = pd.concat(seen)
     written = pd.read_parquet(Layout.of(cfg).table("train_examples"))
     assert len(rows) == len(written) == meta["train_examples"]["rows"]
+    as_read = sorted(zip(rows["user"], rows["target"], rows["hist"]))
+    as_written = sorted(zip(written[S.USER_IDX], written[S.TARGET_ITEM], map(tuple, written[S.HIST_ITEMS])))
+    assert as_read == as_written
     assert rows.groupby("shard").size().min() > 0
 
 

@@ -81,6 +81,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
               "users": int(row["users"]), "ks": ks, "model_dir": directory, "metrics": metrics,
               "seconds": round(time.time() - started, 2)}
     paths = report_io.write(result, layout.reports / meta["run_id"])
+    cfg.save(layout.reports / meta["run_id"] / "config.yaml")
     result["report"] = {name: str(path) for name, path in paths.items()}
     record_stage(layout, meta["run_id"], "evaluate", result)
     logger.info("evaluate: %d %s users; model recall@%d %.4f vs popularity %.4f", result["users"],

@@ -66,6 +66,15 @@ def build_spec(cfg: Config, model_id: str | None = None) -> dict:
     }
 
 
+def rank_environment() -> dict[str, str]:
+    """The driver's environment for the ranks, minus Petastorm's FutureWarnings.
+
+    Petastorm 0.13.1 calls pyarrow's legacy ParquetDataset API, which pyarrow 14
+    still supports but warns about once per row group and rank.
+    """
+    return {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
 def _run_horovodrun(spec: dict, ranks: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="prismrec-hvd-") as tmp:
         spec_path = Path(tmp) / "spec.json"
@@ -74,7 +83,7 @@ def _run_horovodrun(spec: dict, ranks: int) -> list[dict]:
         command = [horovodrun, "-np", str(ranks), "-H", f"localhost:{ranks}", "--gloo",
                    sys.executable, "-m", "prismrec.training.rank_main", str(spec_path), tmp]
         logger.info("launching: %s", " ".join(command))
-        completed = subprocess.run(command, env=os.environ.copy())
+        completed = subprocess.run(command, env=rank_environment())
         if completed.returncode != 0:
             raise TrainingError(f"horovodrun exited with code {completed.returncode}; see the rank logs above")
         return [json.loads((Path(tmp) / f"rank-{r}.json").read_text()) for r in range(ranks)]
@@ -84,7 +93,7 @@ def _run_spark(spec: dict, ranks: int) -> list[dict]:
     import horovod.spark
 
     return horovod.spark.run(train_rank, args=(spec,), num_proc=ranks, use_gloo=True,
-                             executable=sys.executable, verbose=1)
+                             executable=sys.executable, env=rank_environment(), verbose=1)
 
 
 def launch(spec: dict, launcher: str, ranks: int) -> list[dict]:
