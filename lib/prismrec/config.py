@@ -49,18 +49,39 @@ class SparkSection:
 
 
 @dataclass(frozen=True)
+class MappingSection:
+    user: str = "user_id"
+    item: str = "item_id"
+    category: str = ""  # empty: every item's category is "unknown"
+    event_type: str = ""  # empty: every row is default_event_type
+    timestamp: str = "timestamp"
+    timestamp_format: str = "unix_s"  # unix_s | unix_ms | a Spark datetime pattern
+    event_types: dict = field(default_factory=dict)  # raw value → canonical event type
+    default_event_type: str = "view"
+
+
+@dataclass(frozen=True)
 class SourceSection:
-    format: str = "synthetic"  # synthetic | taobao | parquet
-    path: str = ""  # empty: <paths.data>/synthetic
+    format: str = "synthetic"
+    path: str = ""  # empty: <paths.data>/synthetic/UserBehavior.csv
+    csv_delimiter: str = ","
+    mapping: MappingSection = field(default_factory=MappingSection)
 
 
 @dataclass(frozen=True)
 class PreprocessSection:
     max_bad_fraction: float = 0.05
+    min_timestamp: str = "2000-01-01"
+    max_id_length: int = 64
+    max_events_per_user: int = 5000
     event_weights: dict = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     max_hist_len: int = 50
     min_user_events: int = 5
     min_item_events: int = 2
+    protocol: str = "users"
+    time_holdout_days: int = 1
+    min_hist_len: int = 1
+    example_sampling: str = "recent"
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     holdout_fraction: float = 0.2
@@ -134,7 +155,9 @@ class Config:
 
 
 _CHOICES = {
-    "source.format": ("synthetic", "taobao", "parquet"),
+    "source.format": ("synthetic", "taobao", "movielens", "csv", "jsonl", "parquet"),
+    "preprocess.protocol": ("users", "time"),
+    "preprocess.example_sampling": ("recent", "random"),
     "model.encoder": ("self_attentive", "mean_pool"),
     "train.launcher": ("spark", "horovodrun", "local"),
     "evaluate.split": ("valid", "test"),

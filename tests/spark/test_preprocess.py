@@ -16,8 +16,9 @@ def test_every_input_row_is_accounted_for(preprocessed):
     counts = meta["counts"]
     raw_lines = sum(1 for _ in open(f"{cfg.paths.data}/synthetic/UserBehavior.csv"))
     assert counts["input"] == raw_lines
-    assert counts["input"] == (counts["kept"] + counts["quarantined"] + counts["duplicates"]
-                               + counts["filtered_min_item_events"] + counts["filtered_min_user_events"])
+    assert counts["input"] == (counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"]
+                               + sum(counts["filtered"].values()))
+    assert set(counts["filtered"]) == {"max_events_per_user", "min_item_events", "min_user_events"}
 
 
 def test_vocabulary_is_dense_and_by_descending_count(preprocessed):

@@ -12,6 +12,7 @@ from prismrec import schema as S
 SEQ = "seq"
 SEQ_LEN = "seq_len"
 POS = "pos"
+N_BEFORE = "n_before"
 
 
 def item_vocabulary(events: DataFrame) -> DataFrame:
@@ -34,16 +35,19 @@ def category_vocabulary(items: DataFrame) -> DataFrame:
                          S.CATEGORY_ID, S.COUNT)
 
 
-def user_sequences(events: DataFrame, items: DataFrame) -> DataFrame:
-    """``user_id, seq: array<int> (item_idx in time order), seq_len``.
+def user_sequences(events: DataFrame, items: DataFrame, cutoff=None) -> DataFrame:
+    """``user_id, seq: array<int> (item_idx in time order), seq_len, n_before``.
 
+    ``n_before`` counts the events before ``cutoff`` (a timestamp; None: all of them).
     Ties in time are broken by item_idx so that the order is reproducible.
     """
     indexed = events.join(F.broadcast(items.select(S.ITEM_ID, S.ITEM_IDX)), S.ITEM_ID)
     grouped = indexed.groupBy(S.USER_ID).agg(
         F.sort_array(F.collect_list(F.struct(S.TS, S.ITEM_IDX))).alias("events"))
-    return grouped.select(S.USER_ID, F.col("events").getField(S.ITEM_IDX).alias(SEQ)) \
-        .withColumn(SEQ_LEN, F.size(SEQ))
+    before = (F.size(F.filter("events", lambda e: e.getField(S.TS) < F.lit(cutoff))) if cutoff is not None
+              else F.size("events"))
+    return grouped.select(S.USER_ID, F.col("events").getField(S.ITEM_IDX).alias(SEQ),
+                          F.size("events").alias(SEQ_LEN), before.alias(N_BEFORE))
 
 
 def left_pad(items: Column, length: int) -> Column:
@@ -53,14 +57,21 @@ def left_pad(items: Column, length: int) -> Column:
     return F.concat(pad, tail)
 
 
-def training_windows(sequences: DataFrame, max_hist_len: int, max_examples_per_user: int) -> DataFrame:
+def training_windows(sequences: DataFrame, max_hist_len: int, max_examples_per_user: int,
+                     sampling: str = "recent", seed: int = 0) -> DataFrame:
     """Sliding windows: target = item at position t ≥ 1, history = up to L items before it.
 
-    Keeps each user's most recent ``max_examples_per_user`` windows.
-    Output: ``user_idx, hist_items int[L], hist_len, target_item``.
+    Keeps ``max_examples_per_user`` windows per user: the most recent (``recent``) or a
+    seeded random choice (``random``). Output: ``user_idx, hist_items int[L], hist_len,
+    target_item`` plus ``_order``, a reproducible shuffle key.
     """
     exploded = sequences.select(S.USER_ID, SEQ, SEQ_LEN, F.posexplode(SEQ).alias(POS, S.TARGET_ITEM))
-    kept = exploded.where((F.col(POS) >= 1) & (F.col(POS) >= F.col(SEQ_LEN) - max_examples_per_user))
+    if sampling == "recent":
+        kept = exploded.where((F.col(POS) >= 1) & (F.col(POS) >= F.col(SEQ_LEN) - max_examples_per_user))
+    else:
+        draw = Window.partitionBy(S.USER_ID).orderBy(F.xxhash64(S.USER_ID, POS, F.lit(seed)), POS)
+        kept = (exploded.where(F.col(POS) >= 1).withColumn("_draw", F.row_number().over(draw))
+                .where(F.col("_draw") <= max_examples_per_user))
     start = F.greatest(F.lit(1), F.col(POS) - max_hist_len + 1)
     hist = F.slice(SEQ, start, F.col(POS) - start + 1)
     return kept.select(
