@@ -19,6 +19,20 @@ import yaml
 
 from prismrec.logs.synthetic import SyntheticSpec
 
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit dates: ``dt: 2026-01-14`` stays the string the config expects."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type, or out of range."""
 
@@ -71,7 +85,7 @@ class SourceSection:
 @dataclass(frozen=True)
 class PreprocessSection:
     max_bad_fraction: float = 0.05
-    min_timestamp: str = "2000-01-01"
+    min_timestamp: str = "1990-01-01"
     max_id_length: int = 64
     max_events_per_user: int = 5000
     event_weights: dict = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
@@ -220,7 +234,7 @@ def _merge(base: dict, update: dict) -> dict:
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist; pass an existing YAML file to --conf")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _yaml(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
     return data
@@ -230,7 +244,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     match = re.fullmatch(r"([A-Za-z_][\w.]*)=(.*)", item)
     if not match:
         raise ConfigError(f"override '{item}' is not of the form section.key=value")
-    return match.group(1).split("."), yaml.safe_load(match.group(2)) if match.group(2) else ""
+    return match.group(1).split("."), _yaml(match.group(2)) if match.group(2) else ""
 
 
 def load_config(conf: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
