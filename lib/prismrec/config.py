@@ -110,6 +110,9 @@ class ModelSection:
     num_interests: int = 4
     embedding_dim: int = 32
     hidden_dim: int = 64
+    routing_iterations: int = 3
+    diversity_weight: float = 0.0
+    seed_mlp_dims: int = 20
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,13 @@ class TrainSection:
     learning_rate: float = 0.002
     num_negatives: int = 256
     temperature: float = 0.1
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    patience: int = 2
+    validation_users: int = 2000
+    rank_timeout_s: int = 1800
+    inject_nan_step: int = -1
+    inject_nan_rank: int = 0
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     seed: int = 42
@@ -172,7 +182,9 @@ _CHOICES = {
     "source.format": ("synthetic", "taobao", "movielens", "csv", "jsonl", "parquet"),
     "preprocess.protocol": ("users", "time"),
     "preprocess.example_sampling": ("recent", "random"),
-    "model.encoder": ("self_attentive", "mean_pool"),
+    "model.encoder": ("self_attentive", "capsule", "mean_pool", "seed_mlp"),
+    "train.optimizer": ("adam", "adagrad", "sgd"),
+    "train.lr_schedule": ("constant", "cosine"),
     "train.launcher": ("spark", "horovodrun", "local"),
     "evaluate.split": ("valid", "test"),
 }

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from prismrec import schema as S
@@ -67,24 +67,27 @@ def validation_rules(cfg: Config) -> validate.Rules:
                                                             "preprocess.min_timestamp"), cutoff)
 
 
-def apply_filters(events: DataFrame, cfg: Config) -> tuple[DataFrame, int, dict[str, int]]:
-    """Drop exact duplicates, then bot-like users, rare items and short histories, in that order.
+FILTER = "filter_rule"
 
-    Returns (kept events, duplicates dropped, events removed per rule).
+
+def tag_filters(events: DataFrame, cfg: Config) -> DataFrame:
+    """Drop exact duplicates, then tag each event with the first named rule that removes it.
+
+    Rules, in order: bot-like users (more than ``max_events_per_user`` events), items
+    with fewer than ``min_item_events`` events, users with fewer than ``min_user_events``
+    (each counted over the events no earlier rule removed). ``filter_rule`` is null
+    for kept events. Tagging instead of filtering lets one action count every rule.
     """
     pre = cfg.preprocess
-    deduped = events.dropDuplicates().persist(StorageLevel.MEMORY_AND_DISK)
-    unique = deduped.count()
-    removed, remaining = {}, deduped
-    for rule, key, keep in (("max_events_per_user", S.USER_ID, lambda n: n <= pre.max_events_per_user),
-                            ("min_item_events", S.ITEM_ID, lambda n: n >= pre.min_item_events),
-                            ("min_user_events", S.USER_ID, lambda n: n >= pre.min_user_events)):
-        counts = remaining.groupBy(key).agg(F.count(F.lit(1)).alias("n"))
-        dropped = counts.where(~keep(F.col("n")))
-        removed[rule] = int(dropped.agg(F.sum("n")).first()[0] or 0)
-        remaining = remaining.join(F.broadcast(dropped.select(key)) if rule != "max_events_per_user"
-                                   else dropped.select(key), key, "left_anti")
-    return remaining, unique, removed
+    untagged = F.col(FILTER).isNull()
+    remaining = lambda key: F.sum(untagged.cast("int")).over(Window.partitionBy(key))  # noqa: E731
+    tagged = events.dropDuplicates().withColumn(
+        FILTER, F.when(F.count(F.lit(1)).over(Window.partitionBy(S.USER_ID)) > pre.max_events_per_user,
+                       F.lit("max_events_per_user")))
+    tagged = tagged.withColumn(FILTER, F.when(untagged & (remaining(S.ITEM_ID) < pre.min_item_events),
+                                              F.lit("min_item_events")).otherwise(F.col(FILTER)))
+    return tagged.withColumn(FILTER, F.when(untagged & (remaining(S.USER_ID) < pre.min_user_events),
+                                            F.lit("min_user_events")).otherwise(F.col(FILTER)))
 
 
 def reconcile(counts: dict) -> None:
@@ -141,10 +144,12 @@ def run(spark: SparkSession, cfg: Config) -> dict:
             f"published. Fix the input or raise preprocess.max_bad_fraction")
 
     with job_group(spark, "preprocess", "deduplicate and filter"):
-        kept, unique, counts["filtered"] = apply_filters(events, cfg)
-        kept = kept.persist(StorageLevel.MEMORY_AND_DISK)
-        counts["kept"] = kept.count()
-    counts["duplicates"] = valid - unique
+        tagged = tag_filters(events, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+        by_rule = {row[FILTER]: row["count"] for row in tagged.groupBy(FILTER).count().collect()}
+    counts["kept"] = by_rule.pop(None, 0)
+    counts["filtered"] = {rule: by_rule.get(rule, 0) for rule in FILTER_RULES}
+    counts["duplicates"] = valid - counts["kept"] - sum(counts["filtered"].values())
+    kept = tagged.where(F.col(FILTER).isNull()).drop(FILTER)
     reconcile(counts)
     logger.info("preprocess: kept %d events; %d duplicates; filtered %s (%.1fs)", counts["kept"],
                 counts["duplicates"], counts["filtered"], time.time() - started)
@@ -194,6 +199,6 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     logger.info("preprocess: done in %.1fs: %d users %s, %d training examples in %d row groups",
                 meta["seconds"], sum(split_counts.values()), split_counts, train_layout["rows"],
                 train_layout["row_groups"])
-    for frame in (checked, kept, items, seqs):
+    for frame in (checked, tagged, items, seqs):
         frame.unpersist()
     return meta

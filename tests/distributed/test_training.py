@@ -33,7 +33,9 @@ def assert_synchronised(report: dict, model_id: str):
     manifest = artifact.verify(model_dir)
     assert manifest["model_id"] == model_id
     metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert metrics["ranks"] == 2 and np.isfinite(metrics["loss_history"]).all()
+    assert metrics["ranks"] == 2 and np.isfinite([e["loss"] for e in metrics["epochs"]]).all()
+    assert [e["epoch"] for e in report["epochs"]] == list(range(1, len(report["epochs"]) + 1))
+    assert report["epochs"] == ranks[0]["epochs"] == ranks[1]["epochs"]  # metrics averaged across ranks
 
 
 def test_horovodrun_two_processes(spark, preprocessed):

@@ -44,3 +44,52 @@ class MeanPoolExtractor(keras.layers.Layer):
         count = tf.maximum(tf.reduce_sum(valid, axis=1, keepdims=True), 1.0)
         attention = (valid / count)[:, None, :]                                   # [B, 1, L]
         return tf.matmul(attention, history), attention
+
+
+def squash(vectors, axis=-1):
+    """Capsule non-linearity: keeps the direction, maps the norm into [0, 1)."""
+    squared = tf.reduce_sum(tf.square(vectors), axis=axis, keepdims=True)
+    return vectors * squared / (1.0 + squared) / tf.sqrt(squared + 1e-9)
+
+
+@keras.utils.register_keras_serializable(package="prismrec")
+class CapsuleExtractor(keras.layers.Layer):
+    """Dynamic routing (MIND / ComiRec-DR): K interest capsules from the history.
+
+    Items are mapped by one shared bilinear matrix, û_j = S·e_j; routing logits
+    b [K, L] start from a fixed random draw (so the K capsules start apart) and are
+    refined for ``routing_iterations`` rounds: w = softmax_K(b) over the valid items,
+    v_k = squash(Σ_j w_kj û_j), b_kj += v_k·û_j. Only the last round passes gradients
+    to the logits (ComiRec-DR). call(history [B, L, d], mask [B, L]) → (v [B, K, d], w [B, K, L]).
+    """
+
+    def __init__(self, num_interests: int, routing_iterations: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.num_interests = num_interests
+        self.routing_iterations = routing_iterations
+
+    def build(self, input_shape):
+        dim, length = int(input_shape[-1]), int(input_shape[-2])
+        self.bilinear = self.add_weight(name="bilinear", shape=(dim, dim),
+                                        initializer=keras.initializers.GlorotNormal())
+        self.initial_logits = self.add_weight(name="initial_logits", shape=(self.num_interests, length),
+                                              initializer=keras.initializers.RandomNormal(stddev=1.0),
+                                              trainable=False)
+        super().build(input_shape)
+
+    def call(self, history, mask):
+        mapped = tf.matmul(history, self.bilinear)                                      # [B, L, d]
+        valid = tf.cast(mask, history.dtype)[:, None, :]                                # [B, 1, L]
+        logits = tf.tile(self.initial_logits[None], [tf.shape(history)[0], 1, 1])       # [B, K, L]
+        frozen = tf.stop_gradient(mapped)
+        for iteration in range(self.routing_iterations):
+            last = iteration == self.routing_iterations - 1
+            weights = tf.nn.softmax(logits, axis=1) * valid                             # over capsules
+            capsules = squash(tf.matmul(weights, mapped if last else frozen))           # [B, K, d]
+            if not last:
+                logits = logits + tf.matmul(capsules, frozen, transpose_b=True)
+        return capsules, weights
+
+    def get_config(self):
+        return {**super().get_config(), "num_interests": self.num_interests,
+                "routing_iterations": self.routing_iterations}

@@ -5,9 +5,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from prismrec.models.extractors import MeanPoolExtractor, SelfAttentiveExtractor
+from prismrec.models.extractors import CapsuleExtractor, MeanPoolExtractor, SelfAttentiveExtractor
+from prismrec.models.losses import interest_diversity_penalty, sample_negatives, sampled_softmax_loss
 
-ENCODERS = ("self_attentive", "mean_pool")
+ENCODERS = ("self_attentive", "capsule", "mean_pool")
 
 
 @keras.utils.register_keras_serializable(package="prismrec")
@@ -20,12 +21,14 @@ class MultiInterestModel(keras.Model):
     """
 
     def __init__(self, num_items: int, embedding_dim: int, num_interests: int, max_hist_len: int,
-                 hidden_dim: int = 64, encoder: str = "self_attentive", **kwargs):
+                 hidden_dim: int = 64, encoder: str = "self_attentive", routing_iterations: int = 3,
+                 diversity_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if encoder not in ENCODERS:
             raise ValueError(f"model.encoder={encoder!r} is unknown; allowed: {', '.join(ENCODERS)}")
         self.num_items, self.embedding_dim, self.max_hist_len = num_items, embedding_dim, max_hist_len
         self.hidden_dim, self.encoder = hidden_dim, encoder
+        self.routing_iterations, self.diversity_weight = routing_iterations, diversity_weight
         self.item_embedding = keras.layers.Embedding(
             num_items, embedding_dim, name="item_embedding",
             embeddings_initializer=keras.initializers.RandomNormal(stddev=embedding_dim ** -0.5))
@@ -34,6 +37,8 @@ class MultiInterestModel(keras.Model):
             embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01))
         if encoder == "self_attentive":
             self.extractor = SelfAttentiveExtractor(num_interests, hidden_dim, name="extractor")
+        elif encoder == "capsule":
+            self.extractor = CapsuleExtractor(num_interests, routing_iterations, name="extractor")
         else:
             self.extractor = MeanPoolExtractor(name="extractor")
         self.num_interests = self.extractor.num_interests
@@ -62,10 +67,21 @@ class MultiInterestModel(keras.Model):
         """The [num_items, d] item embedding matrix."""
         return self.item_embedding.embeddings
 
+    def training_loss(self, batch, log_q, num_negatives: int, temperature: float):
+        """Sampled softmax (in-batch + ``num_negatives`` sampled, log-Q corrected) on the
+        label-aware interest, plus ``diversity_weight`` × the mean pairwise interest cosine."""
+        outputs = self({"hist_items": batch["hist_items"], "target_item": batch["target_item"]}, training=True)
+        loss = sampled_softmax_loss(outputs["user_vector"], batch["target_item"], self.item_table(),
+                                    sample_negatives(log_q, num_negatives), log_q, temperature)
+        if self.diversity_weight:
+            loss += self.diversity_weight * interest_diversity_penalty(outputs["interest_vectors"])
+        return loss
+
     def get_config(self):
         return {"num_items": self.num_items, "embedding_dim": self.embedding_dim,
                 "num_interests": self.num_interests, "max_hist_len": self.max_hist_len,
-                "hidden_dim": self.hidden_dim, "encoder": self.encoder}
+                "hidden_dim": self.hidden_dim, "encoder": self.encoder,
+                "routing_iterations": self.routing_iterations, "diversity_weight": self.diversity_weight}
 
     @classmethod
     def from_config(cls, config):

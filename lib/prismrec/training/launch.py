@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,22 +31,28 @@ class TrainingError(RuntimeError):
     """Ranks failed or disagreed."""
 
 
-def log_q_from_items(items_path: str, num_items: int) -> list[float]:
-    """log of the item sampling distribution q ∝ count^0.75; index 0 (padding) is never sampled."""
-    from prismrec.models.losses import log_q_from_counts
+def item_statistics(layout: Layout, num_items: int) -> dict[str, list]:
+    """Per item_idx: event count, category_idx, and log q of the negative sampler (q ∝ count^0.75)."""
     import pandas as pd
 
-    items = pd.read_parquet(items_path, columns=[S.ITEM_IDX, S.COUNT])
+    from prismrec.models.losses import log_q_from_counts
+
+    items = pd.read_parquet(layout.table("items"), columns=[S.ITEM_IDX, S.CATEGORY_ID, S.COUNT])
+    categories = pd.read_parquet(layout.table("categories"), columns=[S.CATEGORY_ID, S.CATEGORY_IDX])
+    items = items.merge(categories, on=S.CATEGORY_ID)
     counts = np.zeros(num_items, dtype=np.float64)
+    category_idx = np.zeros(num_items, dtype=np.int64)
     counts[items[S.ITEM_IDX].to_numpy()] = items[S.COUNT].to_numpy()
-    return log_q_from_counts(counts).tolist()
+    category_idx[items[S.ITEM_IDX].to_numpy()] = items[S.CATEGORY_IDX].to_numpy()
+    return {"item_counts": counts.tolist(), "item_category_idx": category_idx.tolist(),
+            "log_q": log_q_from_counts(counts).tolist()}
 
 
 def num_ranks(cfg: Config) -> int:
     return 1 if cfg.train.launcher == "local" else cfg.train.num_proc
 
 
-def build_spec(cfg: Config, model_id: str | None = None) -> dict:
+def build_spec(cfg: Config, model_id: str | None = None, resume: bool = False) -> dict:
     layout = Layout.of(cfg)
     meta = layout.read_meta()
     data_path = layout.table("train_examples")
@@ -57,12 +64,18 @@ def build_spec(cfg: Config, model_id: str | None = None) -> dict:
         raise ValueError(f"train.batch_size={cfg.train.batch_size} × {ranks} ranks exceeds the "
                          f"{data_layout['rows']} training examples; lower train.batch_size")
     model_id = model_id or f"{meta['run_id']}-{cfg.model.encoder}"
+    checkpoint_dir = layout.root / "checkpoints" / model_id
+    if not resume:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    elif not (checkpoint_dir / "last").exists():
+        raise FileNotFoundError(f"--resume: no checkpoint under {checkpoint_dir}; train without --resume")
     return {
         "config": cfg.to_dict(), "config_hash": cfg.config_hash(),
         "data_path": data_path, "items_path": layout.table("items"),
-        "num_items": meta["num_items"], "log_q": log_q_from_items(layout.table("items"), meta["num_items"]),
+        "valid_path": str(Path(layout.table("eval_users")) / f"{S.SPLIT}=valid"),
+        "num_items": meta["num_items"], **item_statistics(layout, meta["num_items"]),
         "steps_per_epoch": steps, "model_dir": str(layout.model_dir(model_id)),
-        "run_id": meta["run_id"],
+        "checkpoint_dir": str(checkpoint_dir), "resume": resume, "run_id": meta["run_id"],
     }
 
 
@@ -75,7 +88,11 @@ def rank_environment() -> dict[str, str]:
     return {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def _run_horovodrun(spec: dict, ranks: int) -> list[dict]:
+def _rank_reports(folder: Path, ranks: int) -> list[dict]:
+    return [json.loads(p.read_text()) for r in range(ranks) if (p := folder / f"rank-{r}.json").exists()]
+
+
+def _run_horovodrun(spec: dict, ranks: int, timeout_s: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="prismrec-hvd-") as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -83,10 +100,21 @@ def _run_horovodrun(spec: dict, ranks: int) -> list[dict]:
         command = [horovodrun, "-np", str(ranks), "-H", f"localhost:{ranks}", "--gloo",
                    sys.executable, "-m", "prismrec.training.rank_main", str(spec_path), tmp]
         logger.info("launching: %s", " ".join(command))
-        completed = subprocess.run(command, env=rank_environment())
-        if completed.returncode != 0:
-            raise TrainingError(f"horovodrun exited with code {completed.returncode}; see the rank logs above")
-        return [json.loads((Path(tmp) / f"rank-{r}.json").read_text()) for r in range(ranks)]
+        # Its own session, so a timeout can end horovodrun and every rank it started.
+        process = subprocess.Popen(command, env=rank_environment(), start_new_session=True)
+        try:
+            code = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+            raise TrainingError(f"training did not finish within train.rank_timeout_s={timeout_s}s; "
+                                f"every rank was stopped. Resume with --resume") from None
+        reports = _rank_reports(Path(tmp), ranks)
+        if code != 0:
+            failures = "; ".join(f"rank {r['rank']}: {r['error']}" for r in reports if "error" in r)
+            raise TrainingError(f"horovodrun exited with code {code} ({failures or 'a rank died'}); "
+                                f"nothing was published. Fix the cause, then rerun with --resume")
+        return reports
 
 
 def _run_spark(spec: dict, ranks: int) -> list[dict]:
@@ -96,11 +124,11 @@ def _run_spark(spec: dict, ranks: int) -> list[dict]:
                              executable=sys.executable, env=rank_environment(), verbose=1)
 
 
-def launch(spec: dict, launcher: str, ranks: int) -> list[dict]:
+def launch(spec: dict, launcher: str, ranks: int, timeout_s: int) -> list[dict]:
     if launcher == "spark":
         return _run_spark(spec, ranks)
     if launcher == "horovodrun":
-        return _run_horovodrun(spec, ranks)
+        return _run_horovodrun(spec, ranks, timeout_s)
     return [train_rank(spec)]
 
 
@@ -116,21 +144,27 @@ def check_results(results: list[dict], ranks: int) -> None:
         raise TrainingError(f"{sum(r['wrote_artifact'] for r in results)} ranks wrote the artifact, expected 1")
 
 
-def run(spark, cfg: Config, model_id: str | None = None) -> dict:
+def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -> dict:
     """Train with ``cfg.train.launcher``; returns the stage report with the model directory."""
     started = time.time()
-    spec = build_spec(cfg, model_id)
+    spec = build_spec(cfg, model_id, resume)
     ranks = num_ranks(cfg)
     logger.info("train: %s launcher, %d rank(s), %d steps/epoch × %d epochs, model %s",
                 cfg.train.launcher, ranks, spec["steps_per_epoch"], cfg.train.epochs, spec["model_dir"])
-    results = sorted(launch(spec, cfg.train.launcher, ranks), key=lambda r: r["rank"])
+    try:
+        results = sorted(launch(spec, cfg.train.launcher, ranks, cfg.train.rank_timeout_s), key=lambda r: r["rank"])
+    except TrainingError:
+        raise
+    except Exception as error:  # a rank's failure surfaces here under every launcher
+        raise TrainingError(f"training failed: {error}; nothing was published") from error
     check_results(results, ranks)
     report = {"model_dir": spec["model_dir"], "launcher": cfg.train.launcher, "ranks": ranks,
               "steps_per_rank": results[0]["steps"], "final_loss": results[0]["loss"],
+              "epochs": results[0]["epochs"], "best_valid_ndcg@50": results[0]["best_valid_ndcg"],
               "rank_results": results, "seconds": round(time.time() - started, 2)}
     record_stage(Layout.of(cfg), spec["run_id"], "train", report)
     latest = Layout.of(cfg).root / "models" / "LATEST"
     latest.write_text(Path(spec["model_dir"]).name + "\n")
-    logger.info("train: done in %.1fs, final loss %.4f, artifact %s", report["seconds"],
-                report["final_loss"], report["model_dir"])
+    logger.info("train: done in %.1fs, final loss %.4f, best valid ndcg@50 %.4f, artifact %s",
+                report["seconds"], report["final_loss"], report["best_valid_ndcg@50"], report["model_dir"])
     return report

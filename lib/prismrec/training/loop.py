@@ -1,9 +1,11 @@
 """One Horovod rank's training work, the same under every launcher.
 
-Horovod's per-rank checklist: variables are broadcast from rank 0 after the
-first step, gradients are averaged by ``DistributedGradientTape``, the learning
-rate is scaled by the world size, the loss is averaged before anyone reads it,
-and only rank 0 writes. Every rank runs exactly ``steps_per_epoch`` steps.
+Horovod's per-rank checklist: rank 0's variables and optimizer state are broadcast
+before the first step, gradients are averaged by ``DistributedGradientTape``, the
+learning rate is scaled by the world size, every loss and metric is averaged across
+ranks before anyone reads it, and only rank 0 writes (checkpoints, the artifact).
+Every rank runs exactly ``steps_per_epoch`` steps, and every stop decision (NaN,
+early stopping) is taken on allreduced values, so all ranks stop at the same step.
 """
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ import hashlib
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
+VALID_K = 50
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -30,26 +34,67 @@ def weights_digest(variables) -> str:
     return digest.hexdigest()
 
 
-def train_rank(spec: dict) -> dict:
-    """Train on this rank's shard and, on rank 0, export the artifact.
+def load_validation(path: str | None, limit: int, rank: int, size: int) -> dict | None:
+    """This rank's share of the validation users (hist_items, seen_items, target_items), or None."""
+    if not path or not Path(path).exists():
+        return None
+    import pandas as pd
 
-    ``spec`` is built on the driver by :func:`prismrec.training.launch.build_spec`:
-    the resolved config as a dict, the data path, ``num_items``, ``log_q`` (list of
-    floats, one per item index), ``steps_per_epoch`` and the artifact's ``model_dir``.
-    Returns this rank's summary: steps run, final loss, weights digest, whether it wrote.
+    users = pd.read_parquet(path).sort_values("user_id").head(limit)
+    users = users[users["target_items"].map(len) > 0].iloc[rank::size]
+    return {"hist_items": np.stack(users["hist_items"].to_numpy()).astype(np.int32) if len(users) else None,
+            "seen_items": [np.asarray(s, dtype=np.int64) for s in users["seen_items"]],
+            "target_items": [np.asarray(t, dtype=np.int64) for t in users["target_items"]]}
+
+
+def validation_sums(model, users: dict | None, batch: int = 256) -> tuple[float, float, float]:
+    """(Σ NDCG@50, Σ Recall@50, users) over this rank's validation users, with full ranking."""
+    from prismrec.evaluation.metrics import batch_metrics
+    from prismrec.scoring.topk import top_n
+
+    if users is None or users["hist_items"] is None:
+        return 0.0, 0.0, 0.0
+    table = model.item_table().numpy()
+    ndcg = recall = 0.0
+    for start in range(0, len(users["seen_items"]), batch):
+        hist = users["hist_items"][start:start + batch]
+        vectors = model.encode(hist)["interest_vectors"].numpy()
+        items, scores, _ = top_n(vectors, table, users["seen_items"][start:start + batch], VALID_K)
+        metrics = batch_metrics(np.where(np.isfinite(scores), items, -1),
+                                users["target_items"][start:start + batch], [VALID_K])
+        ndcg += float(metrics[f"ndcg@{VALID_K}"].sum())
+        recall += float(metrics[f"recall@{VALID_K}"].sum())
+    return ndcg, recall, float(len(users["seen_items"]))
+
+
+def make_optimizer(train, size: int, total_steps: int):
+    import tensorflow as tf
+
+    rate = train.learning_rate * size
+    if train.lr_schedule == "cosine":
+        rate = tf.keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(total_steps, 1), alpha=0.05)
+    return {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
+            "sgd": tf.keras.optimizers.SGD}[train.optimizer](learning_rate=rate)
+
+
+def train_rank(spec: dict) -> dict:
+    """Train on this rank's shard; rank 0 checkpoints every epoch and exports the best model.
+
+    ``spec`` comes from :func:`prismrec.training.launch.build_spec`: the resolved config,
+    data paths, item statistics, ``steps_per_epoch``, ``model_dir``, ``checkpoint_dir``,
+    ``resume``. Returns this rank's summary (steps, losses, validation metric, weights digest).
     """
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
     from prismrec.config import from_dict
     from prismrec.features.petastorm_io import sharded_batches
-    from prismrec.models.losses import sample_negatives, sampled_softmax_loss
-    from prismrec.models.towers import MultiInterestModel
+    from prismrec.models import build_model
     from prismrec.training import artifact
 
     hvd.init()
     cfg = from_dict(spec["config"])
-    train, model_cfg = cfg.train, cfg.model
+    train = cfg.train
     try:
         tf.config.threading.set_intra_op_parallelism_threads(train.intra_op_threads)
         tf.config.threading.set_inter_op_parallelism_threads(train.inter_op_threads)
@@ -58,61 +103,97 @@ def train_rank(spec: dict) -> dict:
         logger.info("TensorFlow already initialised; keeping its thread settings")
     tf.keras.utils.set_random_seed(train.seed)
     rank, size = hvd.rank(), hvd.size()
+    steps_per_epoch = int(spec["steps_per_epoch"])
+    total_steps = steps_per_epoch * train.epochs
 
-    model = MultiInterestModel(num_items=spec["num_items"], embedding_dim=model_cfg.embedding_dim,
-                               num_interests=model_cfg.num_interests, max_hist_len=cfg.preprocess.max_hist_len,
-                               hidden_dim=model_cfg.hidden_dim, encoder=model_cfg.encoder)
-    optimizer = tf.keras.optimizers.Adam(learning_rate=train.learning_rate * size)
+    model = build_model(cfg.model, spec["num_items"], cfg.preprocess.max_hist_len,
+                        np.asarray(spec["item_category_idx"]), np.asarray(spec["item_counts"]))
+    optimizer = make_optimizer(train, size, total_steps)
     log_q = tf.constant(spec["log_q"], dtype=tf.float32)
+    length = cfg.preprocess.max_hist_len
+    model({"hist_items": tf.zeros([1, length], tf.int32), "target_item": tf.ones([1], tf.int32)})
+    optimizer.build(model.trainable_variables)
+    state = {"epoch": tf.Variable(0, dtype=tf.int64), "best": tf.Variable(-1.0, dtype=tf.float64),
+             "stale": tf.Variable(0, dtype=tf.int64)}
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **state)
+    manager = tf.train.CheckpointManager(checkpoint, str(Path(spec["checkpoint_dir"]) / "last"), max_to_keep=1)
+    best_prefix = str(Path(spec["checkpoint_dir"]) / "best" / "ckpt")
+    if spec.get("resume") and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if rank == 0:
+            logger.info("resuming from %s after epoch %d", manager.latest_checkpoint, int(state["epoch"].numpy()))
+    # Rank 0's state wins everywhere, restored or fresh.
+    hvd.broadcast_variables(model.variables, root_rank=0)
+    hvd.broadcast_variables(optimizer.variables, root_rank=0)
+    validation = load_validation(spec.get("valid_path"), train.validation_users, rank, size)
 
     @tf.function
-    def train_step(batch):
+    def train_step(batch, inject_nan):
         with tf.GradientTape() as tape:
-            outputs = model({"hist_items": batch["hist_items"], "target_item": batch["target_item"]},
-                            training=True)
-            negatives = sample_negatives(log_q, train.num_negatives)
-            loss = sampled_softmax_loss(outputs["user_vector"], batch["target_item"], model.item_table(),
-                                        negatives, log_q, train.temperature)
+            loss = model.training_loss(batch, log_q, train.num_negatives, train.temperature)
         # Dense gradients: the item table is small enough that allreduce beats allgather of slices.
         tape = hvd.DistributedGradientTape(tape, sparse_as_dense=True)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
+        reported = tf.where(inject_nan, tf.constant(float("nan")), loss)
+        return hvd.allreduce(reported, op=hvd.Average)
 
-    steps_per_epoch = int(spec["steps_per_epoch"])
-    total_steps = steps_per_epoch * train.epochs
-    steps_done, history, started = 0, [], time.time()
-    with sharded_batches(spec["data_path"], rank, size, train.batch_size, train.seed) as batches:
+    history, metrics, steps_done, started = [], [], 0, time.time()
+    start_epoch = int(state["epoch"].numpy())
+    with sharded_batches(spec["data_path"], rank, size, train.batch_size, train.seed + start_epoch) as batches:
         batch_iter = iter(batches)
-        for epoch in range(train.epochs):
+        for epoch in range(start_epoch, train.epochs):
             losses = []
-            for _ in range(steps_per_epoch):
-                loss = train_step(next(batch_iter))
-                if steps_done == 0:
-                    # Rank 0's initial state wins on every rank (after step 1, when optimizer slots exist).
-                    hvd.broadcast_variables(model.variables, root_rank=0)
-                    opt_vars = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
-                    hvd.broadcast_variables(opt_vars, root_rank=0)
+            for step in range(steps_per_epoch):
+                global_step = epoch * steps_per_epoch + step
+                inject = tf.constant(global_step == train.inject_nan_step and rank == train.inject_nan_rank)
+                loss = float(train_step(next(batch_iter), inject))
                 steps_done += 1
+                if not math.isfinite(loss):
+                    raise NonFiniteLoss(f"rank-averaged loss is {loss} at step {global_step} (rank {rank}); "
+                                        f"stopping every rank, publishing nothing. Lower train.learning_rate "
+                                        f"or raise train.temperature")
                 losses.append(loss)
-            epoch_loss = float(hvd.allreduce(tf.reduce_mean(tf.stack(losses)), op=hvd.Average))
-            if not math.isfinite(epoch_loss):
-                raise NonFiniteLoss(f"rank-averaged loss is {epoch_loss} at epoch {epoch + 1}; "
-                                    f"lower train.learning_rate or raise train.temperature")
-            history.append(epoch_loss)
+                if rank == 0 and steps_per_epoch >= 10 and (step + 1) % max(steps_per_epoch // 4, 1) == 0:
+                    elapsed = time.time() - started
+                    logger.info("epoch %d step %d/%d loss %.4f, %.0f examples/s, eta %.0fs", epoch + 1, step + 1,
+                                steps_per_epoch, np.mean(losses), steps_done * train.batch_size * size / elapsed,
+                                elapsed / steps_done * ((train.epochs - epoch) * steps_per_epoch - step - 1))
+            sums = hvd.allreduce(tf.constant(validation_sums(model, validation), tf.float64), op=hvd.Sum).numpy()
+            ndcg = float(sums[0] / sums[2]) if sums[2] else float("nan")
+            history.append(float(np.mean(losses)))
+            metrics.append({"epoch": epoch + 1, "loss": history[-1], f"valid_ndcg@{VALID_K}": ndcg,
+                            f"valid_recall@{VALID_K}": float(sums[1] / sums[2]) if sums[2] else float("nan")})
+            improved = sums[2] > 0 and ndcg > float(state["best"].numpy()) + 1e-9
+            state["epoch"].assign(epoch + 1)
+            state["best"].assign(ndcg if improved else state["best"])
+            state["stale"].assign(0 if improved else state["stale"] + 1)
             if rank == 0:
+                if improved:
+                    checkpoint.write(best_prefix)
+                manager.save()
                 elapsed = time.time() - started
-                eta = elapsed / steps_done * (total_steps - steps_done)
-                logger.info("epoch %d/%d loss %.4f, %.0f examples/s, eta %.0fs", epoch + 1, train.epochs,
-                            epoch_loss, steps_done * train.batch_size * size / elapsed, eta)
+                logger.info("epoch %d/%d loss %.4f valid ndcg@%d %.4f recall@%d %.4f, %.0f examples/s, eta %.0fs",
+                            epoch + 1, train.epochs, history[-1], VALID_K, ndcg, VALID_K,
+                            metrics[-1][f"valid_recall@{VALID_K}"], steps_done * train.batch_size * size / elapsed,
+                            elapsed / max(steps_done, 1) * (train.epochs - epoch - 1) * steps_per_epoch)
+            if int(state["stale"].numpy()) >= train.patience:
+                if rank == 0:
+                    logger.info("early stopping after epoch %d: no validation gain for %d epochs", epoch + 1,
+                                train.patience)
+                break
 
+    digest = weights_digest(model.variables)
     wrote = False
     if rank == 0:
-        artifact.export(model, spec, metrics={"loss_history": history, "steps_per_rank": steps_done,
-                                              "ranks": size, "seconds": round(time.time() - started, 2)})
+        if Path(best_prefix + ".index").exists():
+            tf.train.Checkpoint(model=model).read(best_prefix).expect_partial()
+        artifact.export(model, spec, metrics={"epochs": metrics, "steps_per_rank": steps_done, "ranks": size,
+                                              "best_valid_ndcg@50": float(state["best"].numpy()),
+                                              "seconds": round(time.time() - started, 2)})
         wrote = True
-    digest = weights_digest(model.variables)
     # A barrier: no rank returns before rank 0's artifact is complete.
     hvd.allreduce(tf.constant(0.0), name="export_done")
     return {"rank": rank, "size": size, "steps": steps_done, "loss": history[-1] if history else None,
+            "epochs": metrics, "best_valid_ndcg": float(state["best"].numpy()),
             "weights_digest": digest, "wrote_artifact": wrote}

@@ -1,0 +1,112 @@
+"""Benchmark the preprocess job against DuckDB building the same sequences.
+
+For each size (default 1 M and 10 M events) it generates synthetic Taobao-style
+logs once, then, each in its own process on the same CSV:
+
+- prismrec: the whole ``prismrec preprocess`` job (local[2]): validation, dedup,
+  filters, vocabularies, sequences, Petastorm training data, evaluation users,
+  histories, events table;
+- DuckDB (2 threads): dedup, then each user's last-L items in time order, written
+  to Parquet: the sequence-building step alone.
+
+Prints seconds (median of --repeats after one warm-up run per tool at the smallest
+size), events/s, peak RSS of the process tree, the prismrec/DuckDB time ratio, and
+how prismrec's time grows from the smallest to the largest size.
+
+    .venv/bin/python bench/preprocess.py [--sizes 1000000 10000000] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import median_of, run_measured  # noqa: E402
+
+DUCKDB_SQL = """
+SET threads TO 2;
+COPY (
+  WITH events AS (
+    SELECT DISTINCT * FROM read_csv('{csv}', header = false, delim = ',',
+      columns = {{'user_id': 'VARCHAR', 'item_id': 'VARCHAR', 'category_id': 'VARCHAR',
+                 'behavior': 'VARCHAR', 'ts': 'BIGINT'}})
+  ),
+  recent AS (
+    SELECT user_id, item_id, ts,
+           row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, item_id DESC) AS back
+    FROM events
+  )
+  SELECT user_id, list(item_id ORDER BY ts, item_id) AS hist_items
+  FROM recent WHERE back <= {max_hist_len} GROUP BY user_id
+) TO '{out}' (FORMAT PARQUET);
+"""
+
+
+def generate(work: Path, events: int) -> Path:
+    from prismrec.logs.synthetic import SyntheticSpec, generate as make_logs, write
+
+    folder = work / f"logs-{events}"
+    csv = folder / "UserBehavior.csv"
+    if not csv.exists():
+        users = max(1000, events // 40)
+        spec = SyntheticSpec(num_users=users, num_items=max(2000, events // 100), num_categories=200,
+                             num_topics=20, mean_events_per_user=40.0, seed=11)
+        write(make_logs(spec), folder)
+    return csv
+
+
+def run_prismrec(csv: Path, work: Path, max_hist_len: int) -> dict:
+    command = [sys.executable, "-m", "prismrec.cli", "preprocess", "--log-level", "WARNING",
+               "--set", "source.format=taobao", "--set", f"source.path={csv}",
+               "--set", f"paths.output={work / 'prismrec-out'}", "--set", "spark.driver_memory=8g",
+               "--set", f"preprocess.max_hist_len={max_hist_len}", "--set", "run.dt=2026-12-31"]
+    return run_measured(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def run_duckdb(csv: Path, work: Path, max_hist_len: int) -> dict:
+    sql = DUCKDB_SQL.format(csv=csv, out=work / "duckdb-out.parquet", max_hist_len=max_hist_len)
+    return run_measured([sys.executable, "-c", f"import duckdb; duckdb.connect().execute({sql!r})"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-hist-len", type=int, default=50)
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "prismrec-bench-preprocess"))
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    sizes = sorted(args.sizes)
+    csvs = {size: generate(work, size) for size in sizes}
+    counts = {size: sum(1 for _ in open(csvs[size])) for size in sizes}
+    run_prismrec(csvs[sizes[0]], work, args.max_hist_len)  # warm-up: OS caches, JIT-free but page cache
+    run_duckdb(csvs[sizes[0]], work, args.max_hist_len)
+    results = {}
+    for size in sizes:
+        prismrec = median_of([run_prismrec(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
+        duckdb = median_of([run_duckdb(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
+        results[size] = {"events": counts[size], "prismrec": prismrec, "duckdb": duckdb,
+                         "ratio": prismrec["seconds"] / duckdb["seconds"]}
+        print(f"{counts[size]:>11,} events | prismrec {prismrec['seconds']:7.1f} s "
+              f"({counts[size] / prismrec['seconds']:>9,.0f} ev/s, peak {prismrec['peak_rss_mib']:6.0f} MiB) | "
+              f"duckdb {duckdb['seconds']:6.1f} s ({counts[size] / duckdb['seconds']:>10,.0f} ev/s, "
+              f"peak {duckdb['peak_rss_mib']:5.0f} MiB) | prismrec/duckdb = {results[size]['ratio']:.2f}x",
+              flush=True)
+    if len(sizes) > 1:
+        small, large = results[sizes[0]], results[sizes[-1]]
+        growth = large["prismrec"]["seconds"] / small["prismrec"]["seconds"]
+        scale = large["events"] / small["events"]
+        print(f"prismrec time grows {growth:.2f}x for {scale:.1f}x the events "
+              f"({'sub-linear or linear' if growth <= scale else 'super-linear'})")
+    print(json.dumps({str(k): {**v, "prismrec": {**v["prismrec"]}, "duckdb": {**v["duckdb"]}}
+                      for k, v in results.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
