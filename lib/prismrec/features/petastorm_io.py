@@ -72,7 +72,9 @@ def sharded_batches(path: str, rank: int, num_ranks: int, batch_size: int, seed:
 
     with make_batch_reader(dataset_url(path), schema_fields=list(S.TRAIN_COLUMNS),
                            cur_shard=rank, shard_count=num_ranks, num_epochs=None,
-                           shuffle_row_groups=True, seed=seed + rank, workers_count=2) as reader:
+                           shuffle_row_groups=True, seed=seed + rank,
+                           # One reader thread keeps the row-group order a function of the seed.
+                           workers_count=1) as reader:
         rows = make_petastorm_dataset(reader).unbatch()
         batches = (rows.shuffle(shuffle_buffer, seed=seed + rank)
                    .batch(batch_size, drop_remainder=True)

@@ -22,9 +22,15 @@ def log_q_from_counts(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
     return log_q.astype(np.float32)
 
 
-def sample_negatives(log_q: tf.Tensor, num_samples: int, seed: int | None = None) -> tf.Tensor:
-    """int32 [S] items drawn from q (padding, with log q = -1e9, is never drawn)."""
-    return tf.cast(tf.random.categorical(log_q[None, :], num_samples, seed=seed)[0], tf.int32)
+def sample_negatives(log_q: tf.Tensor, num_samples: int, seed=None) -> tf.Tensor:
+    """int32 [S] items drawn from q (padding, with log q = -1e9, is never drawn).
+
+    ``seed``: an int32 [2] tensor makes the draw a pure function of it (stateless), so a
+    resumed run draws what an uninterrupted one would; None uses the stateful generator.
+    """
+    if seed is None:
+        return tf.cast(tf.random.categorical(log_q[None, :], num_samples)[0], tf.int32)
+    return tf.cast(tf.random.stateless_categorical(log_q[None, :], num_samples, seed=seed)[0], tf.int32)
 
 
 def sampled_softmax_loss(user_vectors, target_items, item_embeddings, sampled_items, log_q, temperature: float):

@@ -56,7 +56,7 @@ class SeedMLPModel(keras.Model):
     def item_table(self):
         return tf.one_hot(self.item_slot, self.num_dims) * self.item_popularity[:, None]
 
-    def training_loss(self, batch, log_q=None, num_negatives: int = 0, temperature: float = 1.0):
+    def training_loss(self, batch, log_q=None, num_negatives: int = 0, temperature: float = 1.0, seed=None):
         """MSE between the predicted profile and the target's category (one-hot; zero outside the top D)."""
         profile = self(batch, training=True)["user_vector"]
         label = tf.one_hot(tf.gather(self.item_slot, tf.cast(batch["target_item"], tf.int32)), self.num_dims)

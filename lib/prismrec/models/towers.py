@@ -67,12 +67,12 @@ class MultiInterestModel(keras.Model):
         """The [num_items, d] item embedding matrix."""
         return self.item_embedding.embeddings
 
-    def training_loss(self, batch, log_q, num_negatives: int, temperature: float):
+    def training_loss(self, batch, log_q, num_negatives: int, temperature: float, seed=None):
         """Sampled softmax (in-batch + ``num_negatives`` sampled, log-Q corrected) on the
         label-aware interest, plus ``diversity_weight`` × the mean pairwise interest cosine."""
         outputs = self({"hist_items": batch["hist_items"], "target_item": batch["target_item"]}, training=True)
         loss = sampled_softmax_loss(outputs["user_vector"], batch["target_item"], self.item_table(),
-                                    sample_negatives(log_q, num_negatives), log_q, temperature)
+                                    sample_negatives(log_q, num_negatives, seed), log_q, temperature)
         if self.diversity_weight:
             loss += self.diversity_weight * interest_diversity_penalty(outputs["interest_vectors"])
         return loss

@@ -128,9 +128,9 @@ def train_rank(spec: dict) -> dict:
     validation = load_validation(spec.get("valid_path"), train.validation_users, rank, size)
 
     @tf.function
-    def train_step(batch, inject_nan):
+    def train_step(batch, inject_nan, seed):
         with tf.GradientTape() as tape:
-            loss = model.training_loss(batch, log_q, train.num_negatives, train.temperature)
+            loss = model.training_loss(batch, log_q, train.num_negatives, train.temperature, seed)
         # Dense gradients: the item table is small enough that allreduce beats allgather of slices.
         tape = hvd.DistributedGradientTape(tape, sparse_as_dense=True)
         gradients = tape.gradient(loss, model.trainable_variables)
@@ -139,15 +139,17 @@ def train_rank(spec: dict) -> dict:
         return hvd.allreduce(reported, op=hvd.Average)
 
     history, metrics, steps_done, started = [], [], 0, time.time()
-    start_epoch = int(state["epoch"].numpy())
-    with sharded_batches(spec["data_path"], rank, size, train.batch_size, train.seed + start_epoch) as batches:
-        batch_iter = iter(batches)
-        for epoch in range(start_epoch, train.epochs):
-            losses = []
+    for epoch in range(int(state["epoch"].numpy()), train.epochs):
+        losses = []
+        # A fresh reader per epoch, seeded by the epoch, and stateless negative sampling seeded by
+        # the step: an epoch sees the same data and negatives whether or not the run was resumed.
+        with sharded_batches(spec["data_path"], rank, size, train.batch_size, train.seed + 1000 * epoch) as batches:
+            batch_iter = iter(batches)
             for step in range(steps_per_epoch):
                 global_step = epoch * steps_per_epoch + step
                 inject = tf.constant(global_step == train.inject_nan_step and rank == train.inject_nan_rank)
-                loss = float(train_step(next(batch_iter), inject))
+                seed = tf.constant([train.seed, global_step * size + rank], tf.int32)
+                loss = float(train_step(next(batch_iter), inject, seed))
                 steps_done += 1
                 if not math.isfinite(loss):
                     raise NonFiniteLoss(f"rank-averaged loss is {loss} at step {global_step} (rank {rank}); "
