@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "train the multi-interest network with Horovod and export the model artifact",
     "score": "top-N recommendations and interests for every user (Spark pandas UDF), then publish",
     "evaluate": "Recall/NDCG/HitRate of the model and the popularity baseline on held-out users",
+    "explain": "print one user's interests and recommendations with the reason for each",
     "demo": "generate → preprocess → train → score → evaluate on the embedded synthetic logs",
 }
 logger = logging.getLogger("prismrec")
@@ -38,6 +39,11 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override one config key, e.g. --set train.epochs=5 (repeatable)")
             sub.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+        if name == "train":
+            sub.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        if name == "explain":
+            sub.add_argument("--user", required=True, help="the user_id to explain")
+            sub.add_argument("--dt", default="", help="the scored day (default: the last one)")
     return top
 
 
@@ -99,7 +105,7 @@ def classify(error: BaseException) -> int:
 
     if isinstance(error, ConfigError):
         return EXIT_CONFIG
-    if isinstance(error, (InputError, FileNotFoundError)):
+    if isinstance(error, (InputError, FileNotFoundError, KeyError)):
         return EXIT_INPUT
     from prismrec.scoring.publish import PublishError
     from prismrec.training.artifact import ArtifactError
@@ -125,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.conf, args.overrides)
         if args.command == "demo":
             demo(cfg)
+        elif args.command == "explain":
+            from prismrec.scoring.explain import explain
+
+            print(explain(cfg, args.user, args.dt))
+        elif args.command == "train" and args.resume:
+            from prismrec.spark import get_session
+            from prismrec.training.launch import run as train
+
+            train(get_session(cfg), cfg, resume=True)
         else:
             run_stage(args.command, cfg)
     except Exception as error:  # one clear line and an exit code per failure kind

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from prismrec.logs.synthetic import SyntheticSpec
+from prismrec.schema import EVENT_TYPES as S_EVENT_TYPES
 
 class _Loader(yaml.SafeLoader):
     """YAML without implicit dates: ``dt: 2026-01-14`` stays the string the config expects."""
@@ -140,6 +141,8 @@ class TrainSection:
 class ScoreSection:
     model_id: str = ""  # empty: the model the last train stage wrote
     top_n: int = 50
+    diversity: float = 0.0
+    exclude_event_types: list = field(default_factory=lambda: list(S_EVENT_TYPES))
     batch_users: int = 512
     arrow_batch_rows: int = 2048
 

@@ -180,8 +180,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                                     pre.row_group_rows, pre.num_files)
         (eval_users.repartition(2, S.USER_ID).sortWithinPartitions(S.USER_ID)
          .write.mode("overwrite").partitionBy(S.SPLIT).parquet(layout.table("eval_users")))
-        (sequences.scoring_histories(seqs, pre.max_hist_len).repartition(spark.sparkContext.defaultParallelism,
-                                                                          S.USER_ID)
+        # Users filtered out of training for short histories are still scored; bots are not.
+        scorable = tagged.where(F.col(FILTER).isNull() | (F.col(FILTER) != "max_events_per_user"))
+        (sequences.scoring_histories(scorable, items, pre.max_hist_len, cfg.score.exclude_event_types)
+         .repartition(spark.sparkContext.defaultParallelism, S.USER_ID)
          .sortWithinPartitions(S.USER_ID).write.mode("overwrite").parquet(layout.table("histories")))
         logger.info("preprocess: wrote training examples and histories (%.1fs)", time.time() - started)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prismrec.scoring.topk import exclusion_mask, merge_interests, top_n
+from prismrec.scoring.topk import diversify, exclusion_mask, merge_interests, top_n
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +58,32 @@ def test_merge_keeps_each_items_best_interest():
 def test_exclusion_mask_blocks_padding_and_seen():
     mask = exclusion_mask([np.array([1, 3]), np.array([], dtype=np.int64)], 4)
     assert np.isneginf(mask).tolist() == [[True, True, False, True], [True, False, False, False]]
+
+
+def test_diversify_with_zero_lambda_keeps_the_score_order():
+    items = np.array([[5, 6, 7, 8]])
+    scores = np.array([[0.9, 0.8, 0.7, 0.6]], dtype=np.float32)
+    got = diversify(items, scores, np.zeros_like(items), np.array([0, 1, 1, 1, 1, 1, 1, 2, 2]), 3, 0.0)
+    assert got[0].tolist() == [[5, 6, 7]]
+
+
+def test_diversify_trades_score_for_new_categories():
+    # Items 5, 6 are category 1, item 7 category 2. Scores 0.9, 0.8, 0.7; λ = 0.2.
+    # Slot 0: gains = scores → 5. Slot 1: 6 gains 0.8 + 0.2·(1 − 1) = 0.8; 7 gains 0.7 + 0.2·1 = 0.9 → 7.
+    items = np.array([[5, 6, 7]])
+    scores = np.array([[0.9, 0.8, 0.7]], dtype=np.float32)
+    categories = np.array([0, 0, 0, 0, 0, 1, 1, 2])
+    got_items, got_scores, got_interest = diversify(items, scores, np.array([[0, 1, 2]]), categories, 3, 0.2)
+    assert got_items.tolist() == [[5, 7, 6]]
+    np.testing.assert_allclose(got_scores, [[0.9, 0.7, 0.8]])
+    assert got_interest.tolist() == [[0, 2, 1]]
+
+
+def test_top_n_with_diversity_returns_distinct_unseen_items():
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(4, 3, 8)).astype(np.float32)
+    table = rng.normal(size=(60, 8)).astype(np.float32)
+    seen = [np.array([1, 2, 3])] * 4
+    items, scores, _ = top_n(vectors, table, seen, 10, diversity=0.3, item_category=np.arange(60) % 4)
+    for row in items:
+        assert len(set(row.tolist())) == 10 and not {1, 2, 3, 0} & set(row.tolist())

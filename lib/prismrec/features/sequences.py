@@ -107,6 +107,24 @@ def evaluation_users(sequences: DataFrame, max_hist_len: int, held_out: Column) 
                             targets.alias(S.TARGET_ITEMS))
 
 
-def scoring_histories(sequences: DataFrame, max_hist_len: int) -> DataFrame:
-    """Every user's last L items (the scoring input) and all items they have seen."""
-    return sequences.select(S.USER_ID, *histories(F.col(SEQ), max_hist_len))
+def scoring_histories(events: DataFrame, items: DataFrame, max_hist_len: int,
+                      exclude_event_types: list[str]) -> DataFrame:
+    """Every user's last L known items (the scoring input) and the items to exclude.
+
+    ``events`` may hold users whose events were all filtered out of training: they
+    keep a row, with an empty history when none of their items is in the vocabulary
+    (scoring gives them the popularity fallback). ``seen_items`` holds the items of
+    ``exclude_event_types`` events only.
+    Output: ``user_id, hist_items int[L], hist_len, seen_items``.
+    """
+    indexed = events.join(F.broadcast(items.select(S.ITEM_ID, S.ITEM_IDX)), S.ITEM_ID, "left")
+    known = F.when(F.col(S.ITEM_IDX).isNotNull(), F.struct(S.TS, S.ITEM_IDX, S.EVENT_TYPE))
+    grouped = indexed.groupBy(S.USER_ID).agg(F.sort_array(F.collect_list(known)).alias("events"))
+    excluded = F.array(*[F.lit(t) for t in exclude_event_types]) if exclude_event_types else \
+        F.array().cast("array<string>")
+    seen = F.filter("events", lambda e: F.array_contains(excluded, e.getField(S.EVENT_TYPE)))
+    ordered = F.col("events").getField(S.ITEM_IDX)
+    return grouped.select(
+        S.USER_ID, left_pad(ordered, max_hist_len).alias(S.HIST_ITEMS),
+        F.least(F.size(ordered), F.lit(max_hist_len)).cast("int").alias(S.HIST_LEN),
+        F.array_distinct(seen.getField(S.ITEM_IDX)).alias(S.SEEN_ITEMS))

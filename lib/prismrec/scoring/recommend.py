@@ -29,12 +29,38 @@ def encode(model, hist_items: np.ndarray) -> Interests:
     return Interests(vectors, np.asarray(outputs["interest_weights"], dtype=np.float32), assignment)
 
 
-def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n_items: int):
-    """(Interests, items [B, N], scores [B, N], interest [B, N]) for a batch; -inf marks empty slots."""
+def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n_items: int,
+              diversity: float = 0.0):
+    """(Interests, items [B, N], scores [B, N], interest [B, N]) for a batch; -inf marks empty slots.
+
+    ``diversity`` is λ of the greedy category-diversity aggregation (0: plain maximum over interests).
+    """
     interests = encode(model, hist_items)
-    items, scores, interest = top_n(interests.vectors, np.asarray(model.item_embeddings),
-                                    seen_items, top_n_items)
+    items, scores, interest = top_n(interests.vectors, np.asarray(model.item_embeddings), seen_items,
+                                    top_n_items, diversity, item_category_codes(model))
     return interests, items, scores, interest
+
+
+def item_category_codes(model) -> np.ndarray:
+    """int [num_items]: a category code per item_idx (0 for padding), cached on the loaded model."""
+    codes = getattr(model, "_category_codes", None)
+    if codes is None:
+        codes = np.zeros(np.asarray(model.item_embeddings).shape[0], dtype=np.int64)
+        codes[model.items["item_idx"].to_numpy()] = model.items["category_id"].astype("category").cat.codes + 1
+        object.__setattr__(model, "_category_codes", codes)
+    return codes
+
+
+def category_diversity(items: np.ndarray, item_category: np.ndarray, k: int) -> np.ndarray:
+    """[B]: share of pairs in each top-k list whose categories differ (-1 slots ignored)."""
+    out = np.zeros(len(items))
+    for row, ranked in enumerate(items[:, :k]):
+        cats = item_category[ranked[ranked > 0]]
+        n = len(cats)
+        if n > 1:
+            same = (cats[:, None] == cats[None, :]).sum() - n
+            out[row] = 1.0 - same / (n * (n - 1))
+    return out
 
 
 def interest_top_categories(interests: Interests, hist_items: np.ndarray, item_category: np.ndarray,

@@ -41,7 +41,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     histories = spark.read.parquet(layout.table("histories"))
     threads = task_threads(spark)
     recs = histories.mapInPandas(
-        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads),
+        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads, cfg.score.diversity),
         schema=S.spark_schema("recommendations"))
     interests = histories.mapInPandas(udf.interests_fn(directory, cfg.score.batch_users, threads),
                                       schema=S.spark_schema("user_interests"))
@@ -54,7 +54,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     with job_group(spark, "score", "validate staged recommendations"):
         problems = publish.recommendation_problems(
             spark.read.parquet(staged["recommendations"]), histories,
-            spark.read.parquet(layout.table("items")), cfg.score.top_n)
+            spark.read.parquet(layout.table("items")), cfg.score.top_n,
+            # With λ > 0 the list is in greedy-aggregation order, not score order.
+            check_score_order=cfg.score.diversity == 0)
     if problems:
         raise publish.PublishError(f"staged recommendations at {staged['recommendations']} failed "
                                    f"validation ({'; '.join(problems)}); the published dt={dt} is unchanged")

@@ -63,12 +63,48 @@ def merge_interests(scores: np.ndarray, items: np.ndarray, top_n: int) -> tuple[
 
 
 def top_n(interest_vectors: np.ndarray, item_embeddings: np.ndarray, seen_items: list[np.ndarray],
-          top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          top_n: int, diversity: float = 0.0, item_category: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each user's top-N items by max score over interests, excluding seen items.
 
     interest_vectors: [B, K, d]; item_embeddings: [M, d]; seen_items: B arrays of item_idx.
+    With ``diversity`` λ > 0 the K·N candidates are re-picked by :func:`diversify`
+    (``item_category``: a category index per item_idx).
     Returns (items [B, N], scores [B, N], interest [B, N]); -inf scores mark empty slots.
     """
     mask = exclusion_mask(seen_items, item_embeddings.shape[0])
     scores, items = top_n_per_interest(interest_vectors, item_embeddings, mask, top_n)
-    return merge_interests(scores, items, top_n)
+    if diversity == 0:
+        return merge_interests(scores, items, top_n)
+    merged = merge_interests(scores, items, scores.shape[1] * scores.shape[2])
+    return diversify(*merged, item_category=item_category, top_n=top_n, diversity=diversity)
+
+
+def diversify(items: np.ndarray, scores: np.ndarray, interest: np.ndarray, item_category: np.ndarray,
+              top_n: int, diversity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ComiRec's greedy aggregation over merged candidates [B, C] (best first, -inf = empty).
+
+    Picks N items one at a time, each maximising ``score + λ · (number of already
+    picked items of another category)``, i.e. the marginal gain of
+    Σ score + λ Σ_{pairs} [categories differ]. λ = 0 keeps the order by score.
+    Returns (items, scores, interest) [B, N], ordered by pick; scores stay the raw scores.
+    """
+    if diversity == 0:
+        return items[:, :top_n], scores[:, :top_n], interest[:, :top_n]
+    batch, candidates = items.shape
+    categories = item_category[items]                                   # [B, C]
+    available = np.isfinite(scores)
+    picked = np.full((batch, top_n), -1, dtype=np.int64)
+    same_count = np.zeros((batch, candidates))                          # picked items sharing each candidate's category
+    rows = np.arange(batch)
+    for slot in range(top_n):
+        gain = np.where(available, scores + diversity * (slot - same_count), -np.inf)
+        choice = gain.argmax(axis=1)
+        valid = np.isfinite(gain[rows, choice])
+        picked[valid, slot] = choice[valid]
+        available[rows[valid], choice[valid]] = False
+        same_count += valid[:, None] & (categories == categories[rows, choice][:, None])
+    taken = np.where(picked >= 0, picked, 0)
+    out_scores = np.where(picked >= 0, np.take_along_axis(scores, taken, axis=1), -np.inf)
+    return (np.take_along_axis(items, taken, axis=1), out_scores.astype(np.float32),
+            np.take_along_axis(interest, taken, axis=1))

@@ -45,17 +45,27 @@ def _arrays(batch: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
     return hist, seen
 
 
-def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: int) -> Callable:
+def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: int,
+                       diversity: float = 0.0) -> Callable:
     """mapInPandas function: histories → ``recommendations`` rows (without dt)."""
+    from prismrec.evaluation.baselines import popularity_top_n
     from prismrec.scoring.recommend import recommend
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = load_once(model_dir, threads)
         item_ids = model.items[S.ITEM_ID].to_numpy()
         item_category = model.items[S.CATEGORY_ID].to_numpy()
+        popularity = model.items[S.COUNT].to_numpy().astype(np.float32)
         for batch in _batches(frames, batch_users):
             hist, seen = _arrays(batch)
-            _, items, scores, interest = recommend(model, hist, seen, top_n)
+            _, items, scores, interest = recommend(model, hist, seen, top_n, diversity)
+            # No usable history: the most popular unseen items, flagged, from no interest (-1).
+            fallback = batch[S.HIST_LEN].to_numpy() == 0
+            if fallback.any():
+                ranked = popularity_top_n([s for s, f in zip(seen, fallback) if f], len(item_ids) + 1, top_n)
+                items[fallback] = np.where(ranked > 0, ranked, 0)
+                scores[fallback] = np.where(ranked > 0, popularity[np.maximum(ranked, 1) - 1], -np.inf)
+                interest[fallback] = -1
             valid = np.isfinite(scores)
             rows, cols = np.nonzero(valid)
             picked = items[valid]
@@ -67,7 +77,7 @@ def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: in
                 S.SCORE: scores[valid].astype(np.float32),
                 S.INTEREST: interest[valid].astype(np.int32),
                 S.CATEGORY_ID: item_category[picked - 1],
-                S.FALLBACK: np.zeros(len(rows), dtype=bool),
+                S.FALLBACK: fallback[rows],
             })
 
     return score
@@ -81,6 +91,9 @@ def interests_fn(model_dir: str, batch_users: int, threads: int) -> Callable:
         model = load_once(model_dir, threads)
         padded_category = np.concatenate([[S.UNKNOWN_CATEGORY], model.items[S.CATEGORY_ID].to_numpy()])
         for batch in _batches(frames, batch_users):
+            batch = batch[batch[S.HIST_LEN] > 0]  # no history, no interests (they get the fallback)
+            if batch.empty:
+                continue
             hist, _ = _arrays(batch)
             interests = encode(model, hist)
             labels = interest_top_categories(interests, hist, padded_category)

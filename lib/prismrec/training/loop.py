@@ -140,7 +140,7 @@ def train_rank(spec: dict) -> dict:
 
     history, metrics, steps_done, started = [], [], 0, time.time()
     for epoch in range(int(state["epoch"].numpy()), train.epochs):
-        losses = []
+        losses, epoch_started = [], time.time()
         # A fresh reader per epoch, seeded by the epoch, and stateless negative sampling seeded by
         # the step: an epoch sees the same data and negatives whether or not the run was resumed.
         with sharded_batches(spec["data_path"], rank, size, train.batch_size, train.seed + 1000 * epoch) as batches:
@@ -161,10 +161,13 @@ def train_rank(spec: dict) -> dict:
                     logger.info("epoch %d step %d/%d loss %.4f, %.0f examples/s, eta %.0fs", epoch + 1, step + 1,
                                 steps_per_epoch, np.mean(losses), steps_done * train.batch_size * size / elapsed,
                                 elapsed / steps_done * ((train.epochs - epoch) * steps_per_epoch - step - 1))
+            # Reader start-up and steps, not validation; the slowest rank sets the pace.
+            train_seconds = float(hvd.allreduce(tf.constant(time.time() - epoch_started, tf.float64), op=hvd.Max))
             sums = hvd.allreduce(tf.constant(validation_sums(model, validation), tf.float64), op=hvd.Sum).numpy()
             ndcg = float(sums[0] / sums[2]) if sums[2] else float("nan")
             history.append(float(np.mean(losses)))
             metrics.append({"epoch": epoch + 1, "loss": history[-1], f"valid_ndcg@{VALID_K}": ndcg,
+                            "examples_per_second": steps_per_epoch * train.batch_size * size / train_seconds,
                             f"valid_recall@{VALID_K}": float(sums[1] / sums[2]) if sums[2] else float("nan")})
             improved = sums[2] > 0 and ndcg > float(state["best"].numpy()) + 1e-9
             state["epoch"].assign(epoch + 1)

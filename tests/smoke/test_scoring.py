@@ -1,0 +1,105 @@
+"""Full-population scoring: coverage, fallback, idempotent publishing, refusal on bad output, explain."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import tiny_config
+from prismrec import schema as S
+from prismrec.cli import run_stage
+from prismrec.layout import Layout
+from prismrec.scoring import publish, udf
+
+pytestmark = pytest.mark.smoke
+COLD_USER = "9999999"
+
+
+@pytest.fixture(scope="module")
+def scored(spark, tmp_path_factory):
+    cfg = tiny_config(tmp_path_factory.mktemp("scoring"))
+    logs = run_stage("generate", cfg)
+    with open(logs["csv"], "a") as handle:  # a user whose only items are too rare to keep
+        handle.write(f"{COLD_USER},777001,5000,pv,1767225600\n{COLD_USER},777002,5000,pv,1767225700\n")
+    meta = run_stage("preprocess", cfg, spark)
+    run_stage("train", cfg, spark)
+    return cfg, meta, run_stage("score", cfg, spark)
+
+
+def table(path: str) -> pd.DataFrame:
+    return pd.read_parquet(path).sort_values([S.USER_ID, S.RANK]).reset_index(drop=True)
+
+
+def test_every_user_is_covered_and_the_cold_user_gets_the_fallback(scored):
+    cfg, meta, score = scored
+    recs = table(score["recommendations"])
+    histories = pd.read_parquet(Layout.of(cfg).table("histories"))
+    assert set(recs[S.USER_ID]) == set(histories[S.USER_ID])
+    cold = recs[recs[S.USER_ID] == COLD_USER]
+    assert len(cold) == cfg.score.top_n and cold[S.FALLBACK].all() and (cold[S.INTEREST] == -1).all()
+    assert cold[S.SCORE].is_monotonic_decreasing
+    held_out = pd.read_parquet(Layout.of(cfg).table("eval_users"))[S.USER_ID]
+    assert not recs[recs[S.USER_ID].isin(held_out)][S.FALLBACK].any()  # unseen in training, scored by the model
+
+
+def test_rerun_of_the_same_dt_replaces_it_exactly(spark, scored):
+    cfg, meta, first = scored
+    before = table(first["recommendations"])
+    other = Path(first["recommendations"]).parent / "dt=2000-01-01"
+    other.mkdir()
+    (other / "part-keep.parquet").write_bytes(b"untouched")
+    second = run_stage("score", cfg, spark)
+    pd.testing.assert_frame_equal(table(second["recommendations"]), before)
+    assert (other / "part-keep.parquet").read_bytes() == b"untouched"
+
+
+def test_failed_validation_exits_non_zero_and_keeps_the_published_output(spark, scored, monkeypatch):
+    cfg, meta, first = scored
+    before = table(first["recommendations"])
+    original = udf.recommendations_fn
+
+    def with_a_duplicate(*args, **kwargs):
+        score = original(*args, **kwargs)
+
+        def duplicated(frames):
+            for frame in score(frames):
+                yield pd.concat([frame, frame.head(1)]) if len(frame) else frame
+
+        return duplicated
+
+    monkeypatch.setattr(udf, "recommendations_fn", with_a_duplicate)
+    with pytest.raises(publish.PublishError, match=r"duplicate_items: [1-9]"):
+        run_stage("score", cfg, spark)
+    pd.testing.assert_frame_equal(table(first["recommendations"]), before)
+
+
+def test_problems_are_named(spark, scored):
+    cfg, _, score = scored
+    layout = Layout.of(cfg)
+    recs = spark.read.parquet(score["recommendations"])
+    broken = recs.withColumn(S.RANK, recs[S.RANK] + 1)
+    problems = publish.recommendation_problems(broken, spark.read.parquet(layout.table("histories")),
+                                               spark.read.parquet(layout.table("items")), cfg.score.top_n)
+    assert any(p.startswith("bad_ranks:") for p in problems)
+    clean = publish.recommendation_problems(recs, spark.read.parquet(layout.table("histories")),
+                                            spark.read.parquet(layout.table("items")), cfg.score.top_n)
+    assert clean == []
+
+
+def test_explain_names_interests_and_reasons(scored):
+    from prismrec.scoring.explain import explain
+
+    cfg, _, score = scored
+    user = table(score["recommendations"]).query("not fallback")[S.USER_ID].iloc[0]
+    text = explain(cfg, user)
+    assert f"user {user}" in text and "interest 0: weight" in text and "← interest" in text
+    assert "popular overall" in explain(cfg, COLD_USER)
+
+
+def test_diversity_raises_category_diversity(spark, scored):
+    cfg, _, _ = scored
+    plain = run_stage("evaluate", cfg, spark)
+    diverse = run_stage("evaluate", tiny_config(Path(cfg.paths.output).parent, "score.diversity=0.5"), spark)
+    k = cfg.evaluate.ks[-1]
+    assert diverse["metrics"]["model"][f"category_diversity@{k}"] > plain["metrics"]["model"][f"category_diversity@{k}"]
