@@ -48,7 +48,9 @@ test-fast: setup
 	$(PY) -m pytest tests -q -m "unit"
 
 bench: setup
-	$(PY) bench/score.py
+	$(PY) bench/preprocess.py
+	$(PY) bench/train.py
+	$(PY) bench/quality.py
 
 package: setup
 	$(PIP) wheel --no-deps --no-build-isolation -w dist .

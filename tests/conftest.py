@@ -47,3 +47,12 @@ def preprocessed(spark, tmp_path_factory):
     cfg = tiny_config(tmp_path_factory.mktemp("pipeline"))
     run_stage("generate", cfg)
     return cfg, run_stage("preprocess", cfg, spark)
+
+
+@pytest.fixture(scope="session")
+def scored_tiny(spark, preprocessed):
+    """The tiny dataset trained (one process) and scored: (cfg, preprocess, train, score reports)."""
+    from prismrec.cli import run_stage
+
+    cfg, meta = preprocessed
+    return cfg, meta, run_stage("train", cfg, spark), run_stage("score", cfg, spark)

@@ -105,7 +105,9 @@ def classify(error: BaseException) -> int:
 
     if isinstance(error, ConfigError):
         return EXIT_CONFIG
-    if isinstance(error, (InputError, FileNotFoundError, KeyError)):
+    from prismrec.scoring.explain import UnknownUserError
+
+    if isinstance(error, (InputError, FileNotFoundError, UnknownUserError)):
         return EXIT_INPUT
     from prismrec.scoring.publish import PublishError
     from prismrec.training.artifact import ArtifactError

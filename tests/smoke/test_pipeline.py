@@ -14,11 +14,8 @@ pytestmark = pytest.mark.smoke
 
 
 @pytest.fixture(scope="module")
-def scored(spark, preprocessed):
-    cfg, meta = preprocessed
-    train = run_stage("train", cfg, spark)
-    score = run_stage("score", cfg, spark)
-    return cfg, meta, train, score
+def scored(scored_tiny):
+    return scored_tiny
 
 
 def brute_force_top_n(model, hist_items, seen, n):

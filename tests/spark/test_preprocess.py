@@ -92,3 +92,4 @@ def test_too_few_row_groups_for_the_ranks_is_a_clear_error(preprocessed):
     layout = parquet_layout(path)
     with pytest.raises(ValueError, match=f"has {layout['row_groups']} row group.*{layout['row_groups'] + 1} ranks"):
         check_shardable(layout, path, layout["row_groups"] + 1)
+

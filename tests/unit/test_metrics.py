@@ -43,3 +43,11 @@ def test_popularity_skips_seen_items():
 def test_popularity_with_too_few_items_pads():
     ranked = popularity_top_n([np.array([1, 2])], num_items=4, top_n=3)
     assert ranked.tolist() == [[3, -1, -1]]
+
+
+def test_precision_and_mrr_by_hand():
+    # ranking [1, 3, 5, 8], targets {3, 8}: precision@2 = 1/2, precision@4 = 2/4; first hit at rank 2 → MRR 1/2.
+    got = batch_metrics(np.array([[1, 3, 5, 8], [9, 9, 9, 9]]), [np.array([3, 8]), np.array([4])], [2, 4])
+    assert got["precision@2"].tolist() == [0.5, 0.0]
+    assert got["precision@4"].tolist() == [0.5, 0.0]
+    assert got["mrr"].tolist() == [0.5, 0.0]

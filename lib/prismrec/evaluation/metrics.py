@@ -6,6 +6,8 @@ slots; ``targets`` holds each user's held-out items. Definitions (per user):
 - Recall@K  = |top-K ∩ targets| / |targets|
 - HitRate@K = 1 if |top-K ∩ targets| > 0 else 0
 - NDCG@K    = Σ_{i<K, ranked_i ∈ targets} 1/log2(i+2)  /  Σ_{i<min(K,|targets|)} 1/log2(i+2)
+- Precision@K = |top-K ∩ targets| / K
+- MRR       = 1 / (1 + position of the first hit in the whole list), 0 without a hit
 
 Users with no targets are undefined and must be filtered out beforehand.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("recall", "ndcg", "hit_rate")
+METRICS = ("recall", "ndcg", "hit_rate", "precision")
 
 
 def hits_matrix(ranked: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
@@ -38,4 +40,7 @@ def batch_metrics(ranked: np.ndarray, targets: list[np.ndarray], ks: list[int]) 
         out[f"recall@{k}"] = hit_count / num_targets
         out[f"hit_rate@{k}"] = (hit_count > 0).astype(np.float64)
         out[f"ndcg@{k}"] = (top * discounts[:top.shape[1]]).sum(axis=1) / ideal
+        out[f"precision@{k}"] = hit_count / k
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
+    out["mrr"] = np.where(first >= 0, 1.0 / (first + 1.0), 0.0)
     return out

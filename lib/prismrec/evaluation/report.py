@@ -7,7 +7,8 @@ from pathlib import Path
 
 def markdown(result: dict) -> str:
     ks = result["ks"]
-    names = [f"{metric}@{k}" for metric in ("recall", "ndcg", "hit_rate", "category_diversity") for k in ks]
+    names = [f"{metric}@{k}" for metric in ("recall", "ndcg", "hit_rate", "precision", "category_diversity")
+             for k in ks] + ["mrr"]
     lines = [
         f"# prismrec evaluation: {result['run_id']}",
         "",

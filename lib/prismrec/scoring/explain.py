@@ -18,6 +18,10 @@ from prismrec.scoring.stage import model_dir
 from prismrec.training import artifact
 
 
+class UnknownUserError(LookupError):
+    """The user has no published recommendations for the day asked about."""
+
+
 def _rows(path: Path, user_id: str):
     if not path.exists():
         raise FileNotFoundError(f"no published table at {path}; run `prismrec score` first")
@@ -32,7 +36,7 @@ def explain(cfg: Config, user_id: str, dt: str = "") -> str:
     interests = _rows(layout.output_table("user_interests", dt), user_id).sort_values(S.INTEREST)
     history = _rows(Path(layout.table("histories")), user_id)
     if recs.empty:
-        raise KeyError(f"user {user_id!r} has no recommendations for dt={dt}; check the id (user_id column)")
+        raise UnknownUserError(f"user {user_id!r} has no recommendations for dt={dt}; check the id (user_id column)")
     model = artifact.load(model_dir(cfg, layout))
     items = model.items.set_index(S.ITEM_IDX)
     lines = [f"user {user_id} · dt={dt} · model {model.root.name}"]

@@ -36,9 +36,20 @@ def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n
     ``diversity`` is λ of the greedy category-diversity aggregation (0: plain maximum over interests).
     """
     interests = encode(model, hist_items)
-    items, scores, interest = top_n(interests.vectors, np.asarray(model.item_embeddings), seen_items,
+    items, scores, interest = top_n(interests.vectors, item_tensor(model), seen_items,
                                     top_n_items, diversity, item_category_codes(model))
     return interests, items, scores, interest
+
+
+def item_tensor(model):
+    """The item table as one TensorFlow constant per loaded model: converted once, not per batch."""
+    tensor = getattr(model, "_item_tensor", None)
+    if tensor is None:
+        import tensorflow as tf
+
+        tensor = tf.constant(np.asarray(model.item_embeddings))
+        object.__setattr__(model, "_item_tensor", tensor)
+    return tensor
 
 
 def item_category_codes(model) -> np.ndarray:
