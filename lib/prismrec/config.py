@@ -142,6 +142,7 @@ class ScoreSection:
     model_id: str = ""  # empty: the model the last train stage wrote
     top_n: int = 50
     diversity: float = 0.0
+    interest_prior: float = 0.0
     exclude_event_types: list = field(default_factory=lambda: list(S_EVENT_TYPES))
     batch_users: int = 512
     arrow_batch_rows: int = 2048
@@ -174,11 +175,25 @@ class Config:
         return hashlib.sha256(payload).hexdigest()[:16]
 
     def save(self, path: str | Path) -> Path:
-        """Write the resolved config as YAML next to an output."""
+        """Write the resolved config as YAML next to an output, secrets redacted."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        path.write_text(yaml.safe_dump(redact(self.to_dict()), sort_keys=False))
         return path
+
+
+_SECRET = re.compile(r"token|password|passwd|secret|credential|api[._-]?key|access[._-]?key", re.IGNORECASE)
+REDACTED = "***redacted***"
+
+
+def redact(data):
+    """A copy of ``data`` with the value of every key that names a secret replaced (at any depth)."""
+    if isinstance(data, dict):
+        return {key: REDACTED if isinstance(key, str) and _SECRET.search(key) and not isinstance(value, dict)
+                else redact(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [redact(item) for item in data]
+    return data
 
 
 _CHOICES = {

@@ -64,3 +64,10 @@ def test_constraints_agree_with_the_runtime_pins():
     pins = dict(re.findall(r"^([\w-]+)==([\w.]+)$", (ROOT / "conf" / "constraints.txt").read_text(), re.M))
     for dist, prefix in EXPECTED.items():
         assert pins[dist].startswith(prefix), (dist, pins[dist], prefix)
+
+
+def test_secrets_are_redacted_in_saved_configs(tmp_path):
+    cfg = load_config(None, ["spark.conf={spark.hadoop.fs.s3a.secret.key: hunter2, spark.executor.memory: 8g}"])
+    saved = (cfg.save(tmp_path / "c.yaml")).read_text()
+    assert "hunter2" not in saved and "***redacted***" in saved and "8g" in saved
+    assert cfg.spark.conf["spark.hadoop.fs.s3a.secret.key"] == "hunter2"  # the run itself keeps the value

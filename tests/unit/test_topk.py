@@ -87,3 +87,19 @@ def test_top_n_with_diversity_returns_distinct_unseen_items():
     items, scores, _ = top_n(vectors, table, seen, 10, diversity=0.3, item_category=np.arange(60) % 4)
     for row in items:
         assert len(set(row.tolist())) == 10 and not {1, 2, 3, 0} & set(row.tolist())
+
+
+def test_interest_bias_matches_brute_force():
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(5, 3, 8)).astype(np.float32)
+    table = rng.normal(size=(40, 8)).astype(np.float32)
+    bias = rng.normal(size=(5, 3)).astype(np.float32)
+    seen = [rng.choice(np.arange(1, 40), size=5, replace=False) for _ in range(5)]
+    got_items, got_scores, got_interest = top_n(vectors, table, seen, 8, interest_bias=bias)
+    scores = np.einsum("bkd,md->bkm", vectors, table) + bias[:, :, None]
+    for user in range(5):
+        best = scores[user].max(axis=0)
+        allowed = [m for m in range(1, 40) if m not in set(seen[user].tolist())]
+        expected = sorted(allowed, key=lambda m: (-best[m], m))[:8]
+        assert got_items[user].tolist() == expected
+        assert got_interest[user].tolist() == scores[user][:, expected].argmax(axis=0).tolist()

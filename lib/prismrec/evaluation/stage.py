@@ -30,7 +30,7 @@ SYSTEM = "system"
 
 
 def rankings_fn(directory: str, ks: list[int], batch_users: int, threads: int,
-                diversity: float = 0.0) -> Callable:
+                diversity: float = 0.0, interest_prior: float = 0.0) -> Callable:
     """mapInPandas function: evaluation users → one row per (user, system) with its ranked list."""
     top_n = max(ks)
 
@@ -43,7 +43,7 @@ def rankings_fn(directory: str, ks: list[int], batch_users: int, threads: int,
                 batch = frame.iloc[start:start + batch_users]
                 hist = np.stack(batch[S.HIST_ITEMS].to_numpy()).astype(np.int32)
                 seen = [np.asarray(s, dtype=np.int64) for s in batch[S.SEEN_ITEMS]]
-                _, items, scores, _ = recommend(model, hist, seen, top_n, diversity)
+                _, items, scores, _ = recommend(model, hist, seen, top_n, diversity, interest_prior)
                 ranked = {"model": np.where(np.isfinite(scores), items, -1),
                           "popularity": popularity_top_n(seen, num_items, top_n)}
                 for system, system_ranked in ranked.items():
@@ -72,7 +72,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                                T.StructField(S.TARGET_ITEMS, T.ArrayType(T.IntegerType()))]
                               + [T.StructField(c, T.DoubleType()) for c in diversity_columns])
     rankings = users.mapInPandas(rankings_fn(directory, ks, cfg.score.batch_users, task_threads(spark),
-                                             cfg.score.diversity), schema=out_schema)
+                                             cfg.score.diversity, cfg.score.interest_prior), schema=out_schema)
     with job_group(spark, "evaluate", f"metrics on {cfg.evaluate.split} users"):
         metrics = spark_metrics.averages(rankings, ks, by=SYSTEM, extra=diversity_columns)
     users_count = metrics["model"].pop("users")

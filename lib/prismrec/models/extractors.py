@@ -60,7 +60,8 @@ class CapsuleExtractor(keras.layers.Layer):
     b [K, L] start from a fixed random draw (so the K capsules start apart) and are
     refined for ``routing_iterations`` rounds: w = softmax_K(b) over the valid items,
     v_k = squash(Σ_j w_kj û_j), b_kj += v_k·û_j. Only the last round passes gradients
-    to the logits (ComiRec-DR). call(history [B, L, d], mask [B, L]) → (v [B, K, d], w [B, K, L]).
+    to the logits (ComiRec-DR). call(history [B, L, d], mask [B, L]) → (v [B, K, d], w [B, K, L]);
+    L may not exceed the length it was built with.
     """
 
     def __init__(self, num_interests: int, routing_iterations: int = 3, **kwargs):
@@ -80,7 +81,10 @@ class CapsuleExtractor(keras.layers.Layer):
     def call(self, history, mask):
         mapped = tf.matmul(history, self.bilinear)                                      # [B, L, d]
         valid = tf.cast(mask, history.dtype)[:, None, :]                                # [B, 1, L]
-        logits = tf.tile(self.initial_logits[None], [tf.shape(history)[0], 1, 1])       # [B, K, L]
+        # Histories are left-padded: a shorter one takes the initial logits of the newest positions.
+        built_length = self.initial_logits.shape[1]
+        initial = self.initial_logits[:, built_length - tf.shape(history)[1]:]              # [K, L]
+        logits = tf.tile(initial[None], [tf.shape(history)[0], 1, 1])                    # [B, K, L]
         frozen = tf.stop_gradient(mapped)
         for iteration in range(self.routing_iterations):
             last = iteration == self.routing_iterations - 1

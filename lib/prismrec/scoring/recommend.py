@@ -30,15 +30,23 @@ def encode(model, hist_items: np.ndarray) -> Interests:
 
 
 def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n_items: int,
-              diversity: float = 0.0):
+              diversity: float = 0.0, interest_prior: float = 0.0):
     """(Interests, items [B, N], scores [B, N], interest [B, N]) for a batch; -inf marks empty slots.
 
-    ``diversity`` is λ of the greedy category-diversity aggregation (0: plain maximum over interests).
+    ``diversity`` is λ of the greedy category-diversity aggregation (0: plain maximum over
+    interests); ``interest_prior`` α adds α·log(weight_k) to interest k's scores.
     """
     interests = encode(model, hist_items)
-    items, scores, interest = top_n(interests.vectors, item_tensor(model), seen_items,
-                                    top_n_items, diversity, item_category_codes(model))
+    items, scores, interest = top_n(interests.vectors, item_tensor(model), seen_items, top_n_items, diversity,
+                                    item_category_codes(model), prior_bias(interests.weights, interest_prior))
     return interests, items, scores, interest
+
+
+def prior_bias(weights: np.ndarray, strength: float) -> np.ndarray | None:
+    """[B, K] α·log(weight): favours the interests that explain more of the history (None when α = 0)."""
+    if not strength:
+        return None
+    return strength * np.log(np.maximum(weights, 1e-6))
 
 
 def item_tensor(model):

@@ -41,7 +41,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     histories = spark.read.parquet(layout.table("histories"))
     threads = task_threads(spark)
     recs = histories.mapInPandas(
-        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads, cfg.score.diversity),
+        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads,
+                               cfg.score.diversity, cfg.score.interest_prior),
         schema=S.spark_schema("recommendations"))
     interests = histories.mapInPandas(udf.interests_fn(directory, cfg.score.batch_users, threads),
                                       schema=S.spark_schema("user_interests"))

@@ -63,17 +63,22 @@ def merge_interests(scores: np.ndarray, items: np.ndarray, top_n: int) -> tuple[
 
 
 def top_n(interest_vectors: np.ndarray, item_embeddings: np.ndarray, seen_items: list[np.ndarray],
-          top_n: int, diversity: float = 0.0, item_category: np.ndarray | None = None
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          top_n: int, diversity: float = 0.0, item_category: np.ndarray | None = None,
+          interest_bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each user's top-N items by max score over interests, excluding seen items.
 
     interest_vectors: [B, K, d]; item_embeddings: [M, d]; seen_items: B arrays of item_idx.
+    ``interest_bias`` [B, K], if given, is added to every score of interest k (a prior per
+    interest); a constant per interest does not change that interest's own top-N, so the
+    merge stays exact.
     With ``diversity`` λ > 0 the K·N candidates are re-picked by :func:`diversify`
     (``item_category``: a category index per item_idx).
     Returns (items [B, N], scores [B, N], interest [B, N]); -inf scores mark empty slots.
     """
     mask = exclusion_mask(seen_items, item_embeddings.shape[0])
     scores, items = top_n_per_interest(interest_vectors, item_embeddings, mask, top_n)
+    if interest_bias is not None:
+        scores = scores + interest_bias[:, :, None].astype(scores.dtype)
     if diversity == 0:
         return merge_interests(scores, items, top_n)
     merged = merge_interests(scores, items, scores.shape[1] * scores.shape[2])

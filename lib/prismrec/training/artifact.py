@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from prismrec._versions import installed_version
+from prismrec.config import redact
 
 MANIFEST = "manifest.json"
 VERSIONED = ("tensorflow-cpu", "keras", "horovod", "pyspark", "petastorm", "pyarrow", "numpy", "prismrec")
@@ -89,7 +90,7 @@ def export(model, spec: dict, metrics: dict) -> Path:
     export_encoder(model, str(staging / "encoder"))
     np.save(staging / "item_embeddings.npy", model.item_table().numpy().astype(np.float32))
     pq.write_table(pq.read_table(spec["items_path"]), staging / "items.parquet")
-    (staging / "config.yaml").write_text(yaml.safe_dump(spec["config"], sort_keys=False))
+    (staging / "config.yaml").write_text(yaml.safe_dump(redact(spec["config"]), sort_keys=False))
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     write_manifest(staging, spec["config_hash"], {"model_id": target.name})
     if target.exists():

@@ -47,9 +47,11 @@ def load_validation(path: str | None, limit: int, rank: int, size: int) -> dict 
             "target_items": [np.asarray(t, dtype=np.int64) for t in users["target_items"]]}
 
 
-def validation_sums(model, users: dict | None, batch: int = 256) -> tuple[float, float, float]:
+def validation_sums(model, users: dict | None, interest_prior: float = 0.0,
+                    batch: int = 256) -> tuple[float, float, float]:
     """(Σ NDCG@50, Σ Recall@50, users) over this rank's validation users, with full ranking."""
     from prismrec.evaluation.metrics import batch_metrics
+    from prismrec.scoring.recommend import prior_bias
     from prismrec.scoring.topk import top_n
 
     if users is None or users["hist_items"] is None:
@@ -58,8 +60,9 @@ def validation_sums(model, users: dict | None, batch: int = 256) -> tuple[float,
     ndcg = recall = 0.0
     for start in range(0, len(users["seen_items"]), batch):
         hist = users["hist_items"][start:start + batch]
-        vectors = model.encode(hist)["interest_vectors"].numpy()
-        items, scores, _ = top_n(vectors, table, users["seen_items"][start:start + batch], VALID_K)
+        encoded = model.encode(hist)
+        items, scores, _ = top_n(encoded["interest_vectors"].numpy(), table, users["seen_items"][start:start + batch],
+                                 VALID_K, interest_bias=prior_bias(encoded["interest_weights"].numpy(), interest_prior))
         metrics = batch_metrics(np.where(np.isfinite(scores), items, -1),
                                 users["target_items"][start:start + batch], [VALID_K])
         ndcg += float(metrics[f"ndcg@{VALID_K}"].sum())
@@ -163,7 +166,7 @@ def train_rank(spec: dict) -> dict:
                                 elapsed / steps_done * ((train.epochs - epoch) * steps_per_epoch - step - 1))
             # Reader start-up and steps, not validation; the slowest rank sets the pace.
             train_seconds = float(hvd.allreduce(tf.constant(time.time() - epoch_started, tf.float64), op=hvd.Max))
-            sums = hvd.allreduce(tf.constant(validation_sums(model, validation), tf.float64), op=hvd.Sum).numpy()
+            sums = hvd.allreduce(tf.constant(validation_sums(model, validation, cfg.score.interest_prior), tf.float64), op=hvd.Sum).numpy()
             ndcg = float(sums[0] / sums[2]) if sums[2] else float("nan")
             history.append(float(np.mean(losses)))
             metrics.append({"epoch": epoch + 1, "loss": history[-1], f"valid_ndcg@{VALID_K}": ndcg,
