@@ -20,7 +20,8 @@ def log_q_from_counts(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
     """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or counts.shape[0] < 2:
-        raise ValueError(f"counts must be 1-D with padding at index 0 and at least one item, got shape {counts.shape}")
+        raise ValueError(f"counts must be 1-D, padding at index 0 then at least one item; "
+                         f"got shape {counts.shape}")
     if not np.all(np.isfinite(counts)) or np.any(counts < 0):
         raise ValueError("counts must be finite and non-negative")
     if not np.isfinite(power) or power < 0:
