@@ -118,7 +118,7 @@ def als_path(spark, users: int, work: Path) -> dict:
     rng = np.random.default_rng(9)
     pairs = pd.DataFrame({"user": np.repeat(np.arange(users), 10).astype(np.int32),
                           "item": rng.integers(0, ITEMS, users * 10).astype(np.int32)})
-    pairs.loc[: ITEMS - 1, "item"] = np.arange(ITEMS)  # every item appears, so M is the full catalogue
+    pairs.loc[: ITEMS - 1, "item"] = np.arange(ITEMS, dtype=np.int32)  # every item appears, so M is the full catalogue
     ratings = spark.createDataFrame(pairs).withColumn("rating", F.lit(1.0)).repartition(4)
     model = ALS(rank=DIM, maxIter=1, implicitPrefs=True, userCol="user", itemCol="item",
                 ratingCol="rating", seed=1).fit(ratings)
