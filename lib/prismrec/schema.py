@@ -63,13 +63,6 @@ def spark_schema(name: str):
             T.StructField(TS, T.TimestampType(), False),
             T.StructField(DT, T.DateType(), False),
         ]),
-        "taobao_csv": T.StructType([
-            T.StructField("user", T.StringType()),
-            T.StructField("item", T.StringType()),
-            T.StructField("category", T.StringType()),
-            T.StructField("behavior", T.StringType()),
-            T.StructField("timestamp", T.StringType()),
-        ]),
         "train_examples": T.StructType([
             T.StructField(USER_IDX, T.IntegerType(), False),
             T.StructField(HIST_ITEMS, int_array, False),

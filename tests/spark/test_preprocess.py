@@ -93,3 +93,13 @@ def test_too_few_row_groups_for_the_ranks_is_a_clear_error(preprocessed):
     with pytest.raises(ValueError, match=f"has {layout['row_groups']} row group.*{layout['row_groups'] + 1} ranks"):
         check_shardable(layout, path, layout["row_groups"] + 1)
 
+
+
+@pytest.mark.parametrize("table", ["events", "quarantine", "train_examples", "histories"])
+def test_written_tables_follow_the_declared_schema(spark, preprocessed, table):
+    cfg, _ = preprocessed
+    written = spark.read.parquet(Layout.of(cfg).table(table)).schema
+    declared = S.spark_schema(table)
+    # Parquet round trips drop non-null flags; names and types are the contract.
+    assert sorted((f.name, f.dataType.simpleString()) for f in written) == \
+        sorted((f.name, f.dataType.simpleString()) for f in declared)

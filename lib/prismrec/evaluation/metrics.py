@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("recall", "ndcg", "hit_rate", "precision")
-
-
 def hits_matrix(ranked: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
     """bool [B, N]: whether ranked[b, i] is one of user b's targets."""
     return np.stack([np.isin(row, t) for row, t in zip(ranked, targets)]) if len(targets) else \
