@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "Recall/NDCG/HitRate of the model and the popularity baseline on held-out users",
     "explain": "print one user's interests and recommendations with the reason for each",
     "demo": "generate → preprocess → train → score → evaluate on the embedded synthetic logs",
+    "run": "the nightly run for --date: preprocess → train → evaluate → quality gate → score → publish",
 }
 logger = logging.getLogger("prismrec")
 
@@ -41,6 +42,14 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
         if name == "train":
             sub.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        if name == "run":
+            sub.add_argument("--date", required=True, help="the night's date, YYYY-MM-DD (events up to its end)")
+            sub.add_argument("--lag-days", type=int, default=0,
+                             help="run for this many days before --date (e.g. 1 with a scheduler's trigger date)")
+            sub.add_argument("--force", action="store_true", help="rerun every stage, even completed ones")
+            sub.add_argument("--force-stage", default="", metavar="STAGE",
+                             help="rerun this stage and every later one (preprocess, train, evaluate, "
+                                  "quality_gate, score, publish)")
         if name == "explain":
             sub.add_argument("--user", required=True, help="the user_id to explain")
             sub.add_argument("--dt", default="", help="the scored day (default: the last one)")
@@ -101,8 +110,11 @@ def demo(cfg) -> dict:
 
 def classify(error: BaseException) -> int:
     from prismrec.config import ConfigError
+    from prismrec.nightly import QualityGateError, StageFailed
     from prismrec.preprocess import InputError
 
+    if isinstance(error, StageFailed):
+        return classify(error.cause)
     if isinstance(error, ConfigError):
         return EXIT_CONFIG
     from prismrec.scoring.explain import UnknownUserError
@@ -113,7 +125,7 @@ def classify(error: BaseException) -> int:
     from prismrec.training.artifact import ArtifactError
     from prismrec.training.launch import TrainingError
 
-    if isinstance(error, (PublishError, ArtifactError, TrainingError)):
+    if isinstance(error, (PublishError, ArtifactError, TrainingError, QualityGateError)):
         return EXIT_REFUSED
     return EXIT_FAILURE
 
@@ -137,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             from prismrec.scoring.explain import explain
 
             print(explain(cfg, args.user, args.dt))
+        elif args.command == "run":
+            from prismrec.nightly import parse_date, run_night
+
+            run_night(cfg, parse_date(args.date, args.lag_days), args.force, args.force_stage)
         elif args.command == "train" and args.resume:
             from prismrec.spark import get_session
             from prismrec.training.launch import run as train
@@ -171,6 +187,10 @@ def score_entry() -> int:
 
 def evaluate_entry() -> int:
     return _entry("evaluate")
+
+
+def nightly_entry() -> int:
+    return _entry("run")
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ class TrainSection:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     seed: int = 42
+    warm_start: str = ""  # a model directory whose weights initialise training; "" = random init
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,12 @@ class EvaluateSection:
 
 
 @dataclass(frozen=True)
+class NightlySection:
+    train_mode: str = "full"  # full | warm (start from the published model's weights)
+    max_ndcg_drop: float = 0.05  # refuse to publish below (1 - this) × the published model's valid NDCG@50
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunSection = field(default_factory=RunSection)
     paths: PathsSection = field(default_factory=PathsSection)
@@ -166,6 +173,7 @@ class Config:
     train: TrainSection = field(default_factory=TrainSection)
     score: ScoreSection = field(default_factory=ScoreSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+    nightly: NightlySection = field(default_factory=NightlySection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -205,6 +213,7 @@ _CHOICES = {
     "train.lr_schedule": ("constant", "cosine"),
     "train.launcher": ("spark", "horovodrun", "local"),
     "evaluate.split": ("valid", "test"),
+    "nightly.train_mode": ("full", "warm"),
 }
 
 

@@ -121,6 +121,10 @@ def train_rank(spec: dict) -> dict:
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **state)
     manager = tf.train.CheckpointManager(checkpoint, str(Path(spec["checkpoint_dir"]) / "last"), max_to_keep=1)
     best_prefix = str(Path(spec["checkpoint_dir"]) / "best" / "ckpt")
+    if train.warm_start and rank == 0:  # the broadcast below hands rank 0's weights to every rank
+        from prismrec.training.warm import load_initial_weights
+
+        load_initial_weights(model, train.warm_start, spec["items_path"])
     if spec.get("resume") and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         if rank == 0:

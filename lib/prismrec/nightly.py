@@ -1,0 +1,283 @@
+"""The nightly run for one date: preprocess → train → evaluate → quality gate → score → publish.
+
+Every stage records itself in ``runs/<date>/manifest.json`` (status, timings, counts,
+config hash, error). A rerun of the same date skips the stages that completed with
+the same config hash and reruns the rest; once one stage runs, every later stage
+runs too, because each reads what the one before wrote. After a failed train, the
+rerun resumes from that model's checkpoint. The published model is the pointer
+``models/PUBLISHED.json``, written last; the quality gate compares tonight's
+validation NDCG@50 with the one recorded there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import date as Date, datetime, timedelta, timezone
+from pathlib import Path
+
+from prismrec.config import Config, ConfigError, from_dict, redact
+from prismrec.layout import Layout, record_stage
+
+logger = logging.getLogger(__name__)
+STAGES = ("preprocess", "train", "evaluate", "quality_gate", "score", "publish")
+GATE_METRIC = "ndcg@50"
+
+
+class StageFailed(RuntimeError):
+    """A nightly stage failed; ``stage`` names it and ``cause`` is the original error."""
+
+    def __init__(self, stage: str, dt: str, cause: BaseException):
+        super().__init__(f"nightly {dt}: stage {stage} failed: {cause}")
+        self.stage, self.cause = stage, cause
+
+
+class QualityGateError(RuntimeError):
+    """Tonight's model is too far below the published one; nothing was published."""
+
+
+def parse_date(text: str, lag_days: int = 0) -> str:
+    """``text`` (YYYY-MM-DD) minus ``lag_days``, as YYYY-MM-DD; ConfigError when it is not a date."""
+    try:
+        day = Date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--date {text!r} is not a date; use YYYY-MM-DD") from None
+    if lag_days < 0:
+        raise ConfigError(f"--lag-days {lag_days} is negative; use 0 or more days before --date")
+    return str(day - timedelta(days=lag_days))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(partial, path)
+
+
+def published_path(layout: Layout) -> Path:
+    return layout.root / "models" / "PUBLISHED.json"
+
+
+def read_published(layout: Layout) -> dict | None:
+    path = published_path(layout)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def nightly_config(cfg: Config, dt: str) -> Config:
+    """``cfg`` for the night of ``dt``: that date's partition, evaluated on the validation split at 50."""
+    data = cfg.to_dict()
+    data["run"]["dt"] = dt
+    data["evaluate"]["split"] = "valid"
+    data["evaluate"]["ks"] = sorted({*data["evaluate"]["ks"], 50})
+    return from_dict(data)
+
+
+def with_values(cfg: Config, section: str, **values) -> Config:
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **values)})
+
+
+class Night:
+    """One date's run: its config, manifest and the stages' work."""
+
+    def __init__(self, cfg: Config, dt: str, spark=None):
+        self.cfg, self.dt, self._spark = nightly_config(cfg, dt), dt, spark
+        self.layout = Layout.of(self.cfg)
+        self.run_id = f"{self.cfg.run.name}-{dt}"
+        self.model_id = f"{self.run_id}-{self.cfg.model.encoder}"
+        self.config_hash = self.cfg.config_hash()
+        self.manifest_path = self.layout.root / "runs" / dt / "manifest.json"
+        self.manifest = (json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file()
+                         else {"dt": dt, "run_id": self.run_id, "stages": {}, "attempts": []})
+
+    @property
+    def spark(self):
+        if self._spark is None:
+            from prismrec.spark import get_session
+
+            self._spark = get_session(self.cfg)
+        return self._spark
+
+    def save(self) -> None:
+        _write_json(self.manifest_path, self.manifest)
+
+    # -- the stages: each returns the counts it records ---------------------------------
+    def preprocess(self) -> dict:
+        from prismrec.preprocess import run
+
+        meta = run(self.spark, self.cfg)
+        counts = meta["counts"]
+        return {"input_records": counts["input"], "kept_events": counts["kept"],
+                "quarantined": sum(counts["quarantined"].values()), "duplicates": counts["duplicates"],
+                "filtered": sum(counts["filtered"].values()), "users": sum(meta["users_by_split"].values()),
+                "train_examples": meta["train_examples"]["rows"], "items": meta["num_items"] - 1}
+
+    def train(self) -> dict:
+        from prismrec.training.launch import run
+
+        # An attempt that failed or was killed ("running") with tonight's config resumes from its checkpoint.
+        previous = self._previous.get("train", {})
+        checkpoint = self.layout.root / "checkpoints" / self.model_id / "last"
+        resume = (previous.get("status") in ("failed", "running") and previous.get("config_hash") == self.config_hash
+                  and checkpoint.exists() and not self.forced("train"))
+        published = read_published(self.layout)
+        warm_from = ""
+        if self.cfg.nightly.train_mode == "warm":
+            if published and Path(published["model_dir"]).is_dir():
+                warm_from = published["model_dir"]
+            else:
+                logger.info("nightly %s: train_mode warm but no published model yet; training from scratch", self.dt)
+        report = run(self.spark, with_values(self.cfg, "train", warm_start=warm_from), self.model_id, resume)
+        return {"model_id": self.model_id, "model_dir": report["model_dir"], "resumed": resume,
+                "warm_start": warm_from, "launcher": report["launcher"], "ranks": report["ranks"],
+                "steps_per_rank": report["steps_per_rank"], "epochs": len(report["epochs"]),
+                "final_loss": report["final_loss"], "best_valid_ndcg@50": report["best_valid_ndcg@50"]}
+
+    def evaluate(self) -> dict:
+        from prismrec.evaluation.stage import run
+
+        result = run(self.spark, with_values(self.cfg, "score", model_id=self.model_id))
+        model, popularity = result["metrics"]["model"], result["metrics"]["popularity"]
+        return {"split": result["split"], "users": result["users"], GATE_METRIC: model[GATE_METRIC],
+                "recall@50": model["recall@50"], f"popularity_{GATE_METRIC}": popularity[GATE_METRIC],
+                "report": result["report"]["json"]}
+
+    def quality_gate(self) -> dict:
+        new = self.manifest["stages"]["evaluate"]["counts"][GATE_METRIC]
+        published = read_published(self.layout)
+        if published is None:
+            return {"decision": "publish", "reason": "no published model yet", GATE_METRIC: new}
+        floor = published[GATE_METRIC] * (1.0 - self.cfg.nightly.max_ndcg_drop)
+        decision = {GATE_METRIC: new, "published_model_id": published["model_id"],
+                    f"published_{GATE_METRIC}": published[GATE_METRIC], "floor": floor}
+        if new < floor:
+            raise QualityGateError(
+                f"validation {GATE_METRIC} {new:.4f} of model {self.model_id} is below {floor:.4f}, "
+                f"more than nightly.max_ndcg_drop={self.cfg.nightly.max_ndcg_drop} under the published model "
+                f"{published['model_id']} ({published[GATE_METRIC]:.4f}); refusing to publish. The published "
+                f"model and outputs are unchanged")
+        return {"decision": "publish", **decision}
+
+    def score(self) -> dict:
+        import pyarrow.parquet as pq
+
+        from prismrec.scoring.stage import run
+
+        report = run(self.spark, with_values(self.cfg, "score", model_id=self.model_id))
+        rows = sum(pq.ParquetFile(path).metadata.num_rows
+                   for path in Path(report["recommendations"]).glob("*.parquet"))
+        return {"users": report["users"], "recommendations": rows, "table": report["recommendations"]}
+
+    def publish(self) -> dict:
+        gate = self.manifest["stages"]["evaluate"]["counts"]
+        record = {"model_id": self.model_id, "model_dir": str(self.layout.model_dir(self.model_id)),
+                  "dt": self.dt, "run_id": self.run_id, GATE_METRIC: gate[GATE_METRIC],
+                  "config_hash": self.config_hash, "published_at": datetime.now(timezone.utc).isoformat(),
+                  "recommendations": str(self.layout.output_table("recommendations", self.dt)),
+                  "user_interests": str(self.layout.output_table("user_interests", self.dt))}
+        _write_json(published_path(self.layout), record)
+        # The model is exported; its checkpoints served only a resume of this night's training.
+        shutil.rmtree(self.layout.root / "checkpoints" / self.model_id, ignore_errors=True)
+        return record
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def forced(self, stage: str) -> bool:
+        return stage in self._forced
+
+    def still_done(self, stage: str) -> bool:
+        """Completed with tonight's config, and what it wrote is still there."""
+        entry = self.manifest["stages"].get(stage, {})
+        if entry.get("status") != "done" or entry.get("config_hash") != self.config_hash:
+            return False
+        if stage == "preprocess":  # the preprocessed tables are shared by every date
+            meta = self.layout.meta_path
+            return meta.is_file() and json.loads(meta.read_text()).get("dt") == self.dt
+        if stage == "train":
+            return (self.layout.model_dir(self.model_id) / "manifest.json").is_file()
+        if stage == "score":
+            return self.layout.output_table("recommendations", self.dt).is_dir()
+        return True
+
+    def eta(self, remaining: tuple[str, ...]) -> str:
+        """The remaining stages' seconds on the last other night that ran them all."""
+        others = sorted(p for p in (self.layout.root / "runs").glob("*/manifest.json") if p.parent.name != self.dt)
+        for path in reversed(others):
+            stages = json.loads(path.read_text()).get("stages", {})
+            if all(stages.get(s, {}).get("status") == "done" for s in remaining):
+                return f"~{sum(stages[s]['seconds'] for s in remaining):.0f}s (from {path.parent.name})"
+        return "unknown (no earlier night)"
+
+    def run(self, force: bool = False, force_stage: str = "") -> dict:
+        if force_stage and force_stage not in STAGES:
+            raise ConfigError(f"--force-stage {force_stage!r} is not a stage; stages: {', '.join(STAGES)}")
+        first_forced = 0 if force else STAGES.index(force_stage) if force_stage else len(STAGES)
+        self._forced = set(STAGES[first_forced:])
+        self._previous = json.loads(json.dumps(self.manifest["stages"]))
+        started = time.time()
+        attempt = {"started": datetime.now(timezone.utc).isoformat(), "ran": [], "skipped": []}
+        self.manifest.update(config_hash=self.config_hash, status="running")
+        self.manifest["attempts"].append(attempt)
+        self.cfg.save(self.manifest_path.parent / "config.yaml")
+        logger.info("nightly %s: run %s, config %s: %s", self.dt, self.run_id, self.config_hash,
+                    json.dumps(redact(self.cfg.to_dict()), sort_keys=True))
+        upstream_ran = False
+        for number, stage in enumerate(STAGES, 1):
+            if not (upstream_ran or self.forced(stage)) and self.still_done(stage):
+                attempt["skipped"].append(stage)
+                logger.info("nightly %s [%d/%d] %s: skipped, completed %s (--force-stage %s reruns it)",
+                            self.dt, number, len(STAGES), stage, self.manifest["stages"][stage]["finished"], stage)
+                continue
+            upstream_ran = True
+            logger.info("nightly %s [%d/%d] %s: starting; eta for the rest of the night %s", self.dt, number,
+                        len(STAGES), stage, self.eta(STAGES[number - 1:]))
+            entry = {"status": "running", "config_hash": self.config_hash,
+                     "started": datetime.now(timezone.utc).isoformat()}
+            self.manifest["stages"][stage] = entry
+            self.save()
+            stage_started = time.time()
+            try:
+                entry["counts"] = self._in_job_group(stage)
+            except Exception as error:
+                entry.update(status="failed", error=f"{type(error).__name__}: {error}",
+                             seconds=round(time.time() - stage_started, 2))
+                self.manifest["status"], self.manifest["failed_stage"] = "failed", stage
+                attempt.update(failed=stage, seconds=round(time.time() - started, 2))
+                self.save()
+                raise StageFailed(stage, self.dt, error) from error
+            entry.update(status="done", seconds=round(time.time() - stage_started, 2),
+                         finished=datetime.now(timezone.utc).isoformat())
+            attempt["ran"].append(stage)
+            self.save()
+            logger.info("nightly %s [%d/%d] %s: done in %.1fs %s", self.dt, number, len(STAGES), stage,
+                        entry["seconds"], json.dumps(entry["counts"], default=str))
+        return self._finish(attempt, started)
+
+    def _in_job_group(self, stage: str) -> dict:
+        if stage in ("quality_gate", "publish"):  # no Spark work
+            return getattr(self, stage)()
+        from prismrec.spark import job_group
+
+        with job_group(self.spark, f"nightly-{stage}", f"nightly {self.dt} {stage}"):
+            return getattr(self, stage)()
+
+    def _finish(self, attempt: dict, started: float) -> dict:
+        attempt["seconds"] = round(time.time() - started, 2)
+        stages = self.manifest["stages"]
+        self.manifest.pop("failed_stage", None)
+        self.manifest.update(status="done", finished=datetime.now(timezone.utc).isoformat(),
+                             seconds={stage: stages[stage]["seconds"] for stage in STAGES},
+                             counts={stage: stages[stage]["counts"] for stage in STAGES})
+        self.save()
+        record_stage(self.layout, self.run_id, "nightly", {"manifest": str(self.manifest_path), **attempt})
+        logger.info("nightly %s: done in %.1fs; ran %s, skipped %s; published model %s", self.dt,
+                    attempt["seconds"], attempt["ran"] or "nothing", attempt["skipped"] or "nothing",
+                    stages["publish"]["counts"]["model_id"])
+        return self.manifest
+
+
+def run_night(cfg: Config, dt: str, force: bool = False, force_stage: str = "", spark=None) -> dict:
+    """Run (or resume) the night of ``dt``; returns its manifest, raises :class:`StageFailed`."""
+    return Night(cfg, dt, spark).run(force, force_stage)
