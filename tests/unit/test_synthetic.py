@@ -39,10 +39,12 @@ def test_columns_and_dtypes(small_logs):
     for column in ("user_id", "item_id", "category_id", "behavior"):
         assert events[column].map(type).eq(str).all(), column
     assert set(events["behavior"]) <= {"pv", "cart", "fav", "buy"}
-    assert list(interests.columns) == ["user_id", "topic", "weight"]
+    assert list(interests.columns) == ["user_id", "topic", "weight", "centre"]
     assert (interests["topic"].dtype, interests["weight"].dtype) == (np.int32, np.float64)
-    assert list(items.columns) == ["item_id", "category_id", "topic"]
+    assert list(items.columns) == ["item_id", "category_id", "topic", "position"]
     assert items["topic"].dtype == np.int32
+    assert items["position"].between(0, 1, inclusive="left").all()
+    assert interests["centre"].between(0, 1, inclusive="left").all()
     assert items["item_id"].is_unique and len(items) == SMALL.num_items
     # Every topic owns a category and every category an item.
     assert items["category_id"].nunique() == SMALL.num_categories
@@ -135,6 +137,8 @@ def test_write_round_trips(small_logs, tmp_path):
     ("noise_fraction", 1.0),
     ("noise_fraction", -0.1),
     ("zipf_exponent", float("nan")),
+    ("focus", 1.5),
+    ("interest_width", 0.0),
     ("start_date", "2026-13-01"),
     ("start_date", "01/01/2026"),
 ])
@@ -156,3 +160,35 @@ def test_invalid_spec_message_says_what_is_allowed():
     with pytest.raises(ValueError) as raised:
         generate(dataclasses.replace(SMALL, num_topics=0))
     assert str(raised.value) == "synthetic.num_topics=0 is invalid: must be an integer >= 1 and <= num_categories"
+
+
+def _ring_distance_to_centre(logs) -> pd.Series:
+    """Per event: distance on its topic's ring between the item and the user's interest centre there."""
+    events = logs.events.merge(logs.items[["item_id", "topic", "position"]], on="item_id")
+    events = events.merge(logs.user_interests, on=["user_id", "topic"])
+    gap = (events["position"] - events["centre"]).abs()
+    return np.minimum(gap, 1.0 - gap)
+
+
+@pytest.mark.unit
+def test_focused_interests_sit_near_their_centres_on_the_ring():
+    focused = generate(dataclasses.replace(SMALL, noise_fraction=0.0, focus=1.0, interest_width=0.02,
+                                           interest_drift=0.0))
+    spread = generate(dataclasses.replace(SMALL, noise_fraction=0.0, focus=0.0))
+    # Uniform positions on a ring are on average 0.25 from any point; a 0.02 spread plus
+    # 7 neighbours of an 80-item topic (±0.04) stays well inside 0.1.
+    assert _ring_distance_to_centre(focused).median() < 0.06
+    assert _ring_distance_to_centre(spread).median() > 0.15
+
+
+@pytest.mark.unit
+def test_drifting_interests_reach_their_centres_at_the_end_of_the_window():
+    logs = generate(dataclasses.replace(SMALL, noise_fraction=0.0, focus=1.0, interest_width=0.02,
+                                        interest_drift=0.3))
+    distance = _ring_distance_to_centre(logs)
+    timestamps = logs.events.merge(logs.items[["item_id", "topic"]], on="item_id").merge(
+        logs.user_interests, on=["user_id", "topic"])["timestamp"]
+    early, late = timestamps < timestamps.quantile(0.2), timestamps > timestamps.quantile(0.8)
+    # The first fifth of the window is 0.24-0.3 away from the final centre, the last fifth under 0.06.
+    assert distance[late].median() < 0.08
+    assert distance[early].median() > 0.18

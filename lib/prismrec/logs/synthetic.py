@@ -3,6 +3,15 @@
 Categories are grouped into latent topics; every user holds 1..``max_interests``
 topics with Dirichlet weights and browses in sessions, each session on one topic,
 so a multi-interest model can be checked against the ground truth it should find.
+
+Inside a topic, items lie on a ring, category by category (a category is an arc).
+Each planted interest also has a centre on its topic's ring: a ``focus`` share of
+its events fall near that centre (spread ``interest_width``), the rest follow the
+topic's popularity. So two users who share a topic still want different items in
+it, as buyers of cheap and of premium phones do: an interest is a region of the
+catalogue, not just a topic. Centres drift along the ring over the window
+(``interest_drift``, the share of the ring travelled), as tastes do, so recent
+events say more about what comes next than old ones.
 Pure numpy + pandas: importable without Spark, TensorFlow or Horovod.
 """
 from __future__ import annotations
@@ -27,6 +36,9 @@ logger = logging.getLogger(__name__)
 BEHAVIOR = "behavior"
 TIMESTAMP = "timestamp"
 TOPIC = "topic"
+CENTRE, POSITION = "centre", "position"
+# A focused event picks among this many ring neighbours of its drawn spot, by popularity.
+NEIGHBOURS = 7
 EVENT_COLUMNS = (S.USER_ID, S.ITEM_ID, S.CATEGORY_ID, BEHAVIOR, TIMESTAMP)
 BEHAVIOR_SHARES = {"pv": 0.85, "cart": 0.06, "fav": 0.04, "buy": 0.05}
 SECONDS_PER_DAY = 86_400
@@ -55,6 +67,9 @@ class SyntheticSpec:
     zipf_exponent: float = 1.1
     mean_session_length: float = 6.0
     noise_fraction: float = 0.05
+    focus: float = 0.7
+    interest_width: float = 0.03
+    interest_drift: float = 0.2
     seed: int = 7
 
 
@@ -64,8 +79,10 @@ class SyntheticLogs:
 
     ``events``: user_id, item_id, category_id (str), behavior (str: pv|cart|fav|buy),
     timestamp (int64 Unix seconds, UTC), sorted by (user_id, timestamp).
-    ``user_interests``: user_id (str), topic (int32), weight (float64; sums to 1 per user).
-    ``items``: item_id (str), category_id (str), topic (int32).
+    ``user_interests``: user_id (str), topic (int32), weight (float64; sums to 1 per user),
+    centre (float64 in [0, 1): where on its topic's ring the interest sits at the window's end).
+    ``items``: item_id (str), category_id (str), topic (int32), position (float64 in [0, 1):
+    where on its topic's ring the item lies).
     """
 
     events: pd.DataFrame
@@ -99,7 +116,10 @@ def validate(spec: SyntheticSpec) -> None:
             ("mean_events_per_user", lambda value: value > 0, "a number > 0"),
             ("zipf_exponent", lambda value: value >= 0, "a number >= 0 (0 is uniform popularity)"),
             ("mean_session_length", lambda value: value >= 1, "a number >= 1"),
-            ("noise_fraction", lambda value: 0 <= value < 1, "a number >= 0 and < 1")):
+            ("noise_fraction", lambda value: 0 <= value < 1, "a number >= 0 and < 1"),
+            ("focus", lambda value: 0 <= value <= 1, "a number from 0 to 1"),
+            ("interest_width", lambda value: 0 < value <= 1, "a number > 0 and <= 1"),
+            ("interest_drift", lambda value: 0 <= value <= 1, "a number from 0 to 1")):
         value = getattr(spec, name)
         check(name, is_number(value) and in_range(value), allowed)
     check("seed", is_int(spec.seed) and spec.seed >= 0, "an integer >= 0")
@@ -126,6 +146,20 @@ def _ids(base: int, count: int) -> np.ndarray:
     return np.array([str(base + index) for index in range(count)], dtype=object)
 
 
+def _near_centre(rng: np.random.Generator, ring: np.ndarray, topic_starts: np.ndarray,
+                 topic_sizes: np.ndarray, popularity: np.ndarray, topics: np.ndarray,
+                 centres: np.ndarray, width: float) -> np.ndarray:
+    """Items near each (topic, centre): a spot drawn around the centre, then a popular neighbour."""
+    sizes = topic_sizes[topics]
+    spot = np.floor(((centres + rng.normal(0.0, width, len(topics))) % 1.0) * sizes).astype(np.int64)
+    offsets = np.arange(NEIGHBOURS) - NEIGHBOURS // 2
+    candidates = ring[topic_starts[topics][:, None] + (spot[:, None] + offsets[None, :]) % sizes[:, None]]
+    cumulative = np.cumsum(popularity[candidates], axis=1)
+    draw = rng.random(len(topics)) * cumulative[:, -1]
+    chosen = np.minimum((cumulative < draw[:, None]).sum(axis=1), NEIGHBOURS - 1)
+    return candidates[np.arange(len(topics)), chosen]
+
+
 def generate(spec: SyntheticSpec) -> SyntheticLogs:
     """Generate events, user interests and item truth for ``spec``; the same spec gives identical frames."""
     validate(spec)
@@ -148,6 +182,14 @@ def generate(spec: SyntheticSpec) -> SyntheticLogs:
     topic_ends = np.cumsum(topic_sizes)
     within_topic_cdf = np.concatenate([_zipf_cdf(size, spec.zipf_exponent) for size in topic_sizes])
     sampling_keys = np.repeat(np.arange(num_topics), topic_sizes) + within_topic_cdf
+    popularity = np.empty(num_items)
+    popularity[items_by_topic] = np.concatenate([1.0 / np.arange(1, size + 1) ** spec.zipf_exponent
+                                                 for size in topic_sizes])
+    # The ring: each topic's items in category order, shuffled inside a category.
+    ring = np.lexsort((rng.random(num_items), item_category, item_topic))
+    item_position = np.empty(num_items)
+    item_position[ring] = (np.arange(num_items) - np.repeat(topic_ends - topic_sizes, topic_sizes) + 0.5) \
+        / np.repeat(topic_sizes, topic_sizes)
 
     # Interests: k distinct topics per user (first k of a random order), Dirichlet(1) weights.
     num_interests = rng.integers(1, spec.max_interests + 1, size=num_users)
@@ -155,6 +197,8 @@ def generate(spec: SyntheticSpec) -> SyntheticLogs:
     held = np.arange(spec.max_interests)[None, :] < num_interests[:, None]
     raw_weights = rng.exponential(size=(num_users, spec.max_interests)) * held
     interest_weights = raw_weights / raw_weights.sum(axis=1, keepdims=True)
+    interest_centres = rng.random((num_users, spec.max_interests))
+    interest_drift_sign = rng.choice([-1.0, 1.0], size=(num_users, spec.max_interests))
 
     events_per_user = np.maximum(spec.min_events_per_user, rng.poisson(spec.mean_events_per_user, num_users))
     event_user = np.repeat(np.arange(num_users), events_per_user)
@@ -177,9 +221,6 @@ def generate(spec: SyntheticSpec) -> SyntheticLogs:
     # A draw that rounds up to topic + 1 would step into the next topic.
     position = np.minimum(position, topic_ends[event_topic] - 1)
     event_item = items_by_topic[position]
-    # Noise is uniform over the whole catalogue, so it may land inside the user's topics by chance.
-    is_noise = rng.random(num_events) < spec.noise_fraction
-    event_item[is_noise] = rng.integers(0, num_items, size=int(is_noise.sum()))
 
     gaps = rng.integers(MIN_GAP_S, MAX_GAP_S + 1, size=num_events)
     gaps[session_first_event] = 0
@@ -192,6 +233,16 @@ def generate(spec: SyntheticSpec) -> SyntheticLogs:
     session_start = (rng.random(len(session_user)) * latest_start).astype(np.int64)
     seconds_in_window = np.minimum(session_start[event_session] + offset_in_session, window_s - 1)
     timestamps = _start_seconds(spec.start_date) + seconds_in_window
+    # A centre drifts along its ring and arrives at interest_centres at the window's end.
+    time_left = 1.0 - seconds_in_window / window_s
+    event_centre = (interest_centres[session_user, picked][event_session]
+                    - interest_drift_sign[session_user, picked][event_session] * spec.interest_drift * time_left)
+    focused = rng.random(num_events) < spec.focus
+    event_item[focused] = _near_centre(rng, ring, topic_ends - topic_sizes, topic_sizes, popularity,
+                                       event_topic[focused], event_centre[focused] % 1.0, spec.interest_width)
+    # Noise is uniform over the whole catalogue, so it may land inside the user's topics by chance.
+    is_noise = rng.random(num_events) < spec.noise_fraction
+    event_item[is_noise] = rng.integers(0, num_items, size=int(is_noise.sum()))
     behavior_codes = rng.choice(len(BEHAVIOR_SHARES), size=num_events, p=list(BEHAVIOR_SHARES.values()))
 
     order = np.lexsort((timestamps, event_user))
@@ -205,9 +256,10 @@ def generate(spec: SyntheticSpec) -> SyntheticLogs:
     interest_rows, interest_slots = np.nonzero(held)
     user_interests = pd.DataFrame({S.USER_ID: user_ids[interest_rows],
                                    TOPIC: user_topics[interest_rows, interest_slots].astype(np.int32),
-                                   S.WEIGHT: interest_weights[interest_rows, interest_slots]})
+                                   S.WEIGHT: interest_weights[interest_rows, interest_slots],
+                                   CENTRE: interest_centres[interest_rows, interest_slots]})
     items = pd.DataFrame({S.ITEM_ID: item_ids, S.CATEGORY_ID: category_ids[item_category],
-                          TOPIC: item_topic.astype(np.int32)})
+                          TOPIC: item_topic.astype(np.int32), POSITION: item_position})
     logger.info("synthetic logs: %s users, %s items, %s categories, %s topics, %s events",
                 num_users, num_items, spec.num_categories, num_topics, num_events)
     return SyntheticLogs(events=events, user_interests=user_interests, items=items)
