@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | java-check
 	$(PIP) install -q --upgrade "pip>=24" "setuptools>=68,<75" wheel "cmake>=3.25,<4"
 	$(PIP) install -q -c $(CONSTRAINTS) tensorflow-cpu keras numpy pyarrow pandas protobuf \
 	  pyspark petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec \
-	  pytest nbclient nbformat ipykernel duckdb
+	  pytest nbclient nbformat ipykernel duckdb venv-pack
 	$(HOROVOD_FLAGS) $(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) horovod
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) -m prismrec.cli doctor
@@ -52,8 +52,23 @@ bench: setup
 	$(PY) bench/train.py
 	$(PY) bench/quality.py
 
+# dist/prismrec-*.whl, and dist/prismrec-env.tar.gz for `spark-submit --archives ...#environment`:
+# a fresh venv with the pins and the wheel (venv-pack refuses editable installs, so not .venv),
+# packed relocatable. Its python links to PACK_PYTHON_PREFIX, where the nodes have Python 3.11.
+PACK_VENV := build/pack-venv
+PACK_PYTHON_PREFIX ?= /usr
 package: setup
+	rm -rf dist $(PACK_VENV)
 	$(PIP) wheel --no-deps --no-build-isolation -w dist .
+	$(PYTHON) -m venv $(PACK_VENV)
+	$(PACK_VENV)/bin/pip install -q --upgrade "pip>=24" "setuptools>=68,<75" wheel "cmake>=3.25,<4"
+	$(PACK_VENV)/bin/pip install -q -c $(CONSTRAINTS) tensorflow-cpu keras numpy pyarrow pandas protobuf \
+	  petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec
+	$(HOROVOD_FLAGS) $(PACK_VENV)/bin/pip install -q --no-build-isolation -c $(CONSTRAINTS) horovod
+	$(PACK_VENV)/bin/pip install -q --no-deps dist/prismrec-*.whl
+	$(PACK_VENV)/bin/pip uninstall -q -y cmake
+	$(VENV)/bin/venv-pack -p $(PACK_VENV) -o dist/prismrec-env.tar.gz --python-prefix $(PACK_PYTHON_PREFIX) --force
+	@ls -lh dist
 
 clean:
 	rm -rf output data dist build .pytest_cache

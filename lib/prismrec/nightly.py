@@ -11,6 +11,7 @@ validation NDCG@50 with the one recorded there.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -76,6 +77,17 @@ def nightly_config(cfg: Config, dt: str) -> Config:
     return from_dict(data)
 
 
+def stages_hash(cfg: Config) -> str:
+    """What a completed stage is valid for: the config less where outputs go and how Spark runs.
+
+    The manifest lives under ``paths.output``, so moving the folder keeps its stages done.
+    """
+    data = cfg.to_dict()
+    data.pop("spark")
+    data["paths"].pop("output")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def with_values(cfg: Config, section: str, **values) -> Config:
     return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **values)})
 
@@ -88,7 +100,7 @@ class Night:
         self.layout = Layout.of(self.cfg)
         self.run_id = f"{self.cfg.run.name}-{dt}"
         self.model_id = f"{self.run_id}-{self.cfg.model.encoder}"
-        self.config_hash = self.cfg.config_hash()
+        self.config_hash = stages_hash(self.cfg)
         self.manifest_path = self.layout.root / "runs" / dt / "manifest.json"
         self.manifest = (json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file()
                          else {"dt": dt, "run_id": self.run_id, "stages": {}, "attempts": []})
@@ -133,17 +145,19 @@ class Night:
         report = run(self.spark, with_values(self.cfg, "train", warm_start=warm_from), self.model_id, resume)
         return {"model_id": self.model_id, "model_dir": report["model_dir"], "resumed": resume,
                 "warm_start": warm_from, "launcher": report["launcher"], "ranks": report["ranks"],
-                "steps_per_rank": report["steps_per_rank"], "epochs": len(report["epochs"]),
+                "steps_per_rank": report["steps_per_rank"], "epochs_run": len(report["epochs"]),
+                "first_epoch": report["epochs"][0]["epoch"] if report["epochs"] else None,
                 "final_loss": report["final_loss"], "best_valid_ndcg@50": report["best_valid_ndcg@50"]}
 
     def evaluate(self) -> dict:
         from prismrec.evaluation.stage import run
 
         result = run(self.spark, with_values(self.cfg, "score", model_id=self.model_id))
-        model, popularity = result["metrics"]["model"], result["metrics"]["popularity"]
+        model = result["metrics"]["model"]
+        baselines = {f"{system}_{GATE_METRIC}": values[GATE_METRIC]
+                     for system, values in result["metrics"].items() if system != "model"}
         return {"split": result["split"], "users": result["users"], GATE_METRIC: model[GATE_METRIC],
-                "recall@50": model["recall@50"], f"popularity_{GATE_METRIC}": popularity[GATE_METRIC],
-                "report": result["report"]["json"]}
+                "recall@50": model["recall@50"], **baselines, "report": result["report"]["json"]}
 
     def quality_gate(self) -> dict:
         new = self.manifest["stages"]["evaluate"]["counts"][GATE_METRIC]
