@@ -56,3 +56,18 @@ def scored_tiny(spark, preprocessed):
 
     cfg, meta = preprocessed
     return cfg, meta, run_stage("train", cfg, spark), run_stage("score", cfg, spark)
+
+
+@pytest.fixture(scope="session")
+def time_protocol(spark, tmp_path_factory):
+    """Tiny logs preprocessed under the ``time`` protocol, one model trained: (cfg, preprocess, train reports).
+
+    A one-point ALS grid keeps the evaluations that use it short.
+    """
+    from prismrec.cli import run_stage
+
+    cfg = tiny_config(tmp_path_factory.mktemp("time_protocol"), "preprocess.protocol=time",
+                      "evaluate.als_ranks=[8]", "evaluate.als_reg_params=[0.1]")
+    run_stage("generate", cfg)
+    meta = run_stage("preprocess", cfg, spark)
+    return cfg, meta, run_stage("train", cfg, spark)

@@ -9,7 +9,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED = 0, 1, 2, 3, 4
@@ -20,9 +19,9 @@ COMMANDS = {
     "preprocess": "raw logs → canonical events, vocabularies, Petastorm training data (Spark)",
     "train": "train the multi-interest network with Horovod and export the model artifact",
     "score": "top-N recommendations and interests for every user (Spark pandas UDF), then publish",
-    "evaluate": "Recall/NDCG/HitRate of the model and the popularity baseline on held-out users",
+    "evaluate": "every compared system (models, popularity, ALS, item-kNN) on held-out users: report with plots",
     "explain": "print one user's interests and recommendations with the reason for each",
-    "demo": "generate → preprocess → train → score → evaluate on the embedded synthetic logs",
+    "demo": "the whole pipeline on the embedded synthetic logs, every system under both protocols",
     "run": "the nightly run for --date: preprocess → train → evaluate → quality gate → score → publish",
 }
 logger = logging.getLogger("prismrec")
@@ -91,21 +90,9 @@ def run_stage(stage: str, cfg, spark=None) -> dict:
 
 
 def demo(cfg) -> dict:
-    results = {}
-    for stage in STAGES:
-        started = time.time()
-        logger.info("demo: stage %s", stage)
-        results[stage] = run_stage(stage, cfg)
-        logger.info("demo: stage %s finished in %.1fs", stage, time.time() - started)
-    evaluation = results["evaluate"]
-    print("\nprismrec demo finished.")
-    print(f"  recommendations: {results['score']['recommendations']}")
-    print(f"  user interests:  {results['score']['user_interests']}")
-    print(f"  report:          {evaluation['report']['markdown']}")
-    print(f"  run report:      {Path(cfg.paths.output).resolve() / 'reports' / (evaluation['run_id'] + '.json')}")
-    for system, values in evaluation["metrics"].items():
-        print(f"  {system:>10}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
-    return results
+    from prismrec.demo import run
+
+    return run(cfg)
 
 
 def classify(error: BaseException) -> int:

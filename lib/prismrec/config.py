@@ -153,6 +153,12 @@ class ScoreSection:
 class EvaluateSection:
     ks: list = field(default_factory=lambda: [20, 50])
     split: str = "test"
+    # model = the scored model; popularity | als | itemknn = baselines; any other name = models/<name>
+    compare: list = field(default_factory=lambda: ["model", "popularity", "als", "itemknn"])
+    other_outputs: list = field(default_factory=list)  # output roots of other protocols, evaluated first
+    als_ranks: list = field(default_factory=lambda: [16, 48])
+    als_reg_params: list = field(default_factory=lambda: [0.01, 0.1])
+    itemknn_neighbours: int = 100
 
 
 @dataclass(frozen=True)

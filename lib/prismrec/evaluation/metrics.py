@@ -9,11 +9,18 @@ slots; ``targets`` holds each user's held-out items. Definitions (per user):
 - Precision@K = |top-K ∩ targets| / K
 - MRR       = 1 / (1 + position of the first hit in the whole list), 0 without a hit
 
+Beyond accuracy (they need no targets):
+
+- Coverage@K = |∪_users top-K| / number of catalogue items (one figure for all users)
+- Novelty@K  = mean over a user's top-K items of −log2 p(item), p = the item's share of
+  all interactions; 0 for an empty list
+
 Users with no targets are undefined and must be filtered out beforehand.
 """
 from __future__ import annotations
 
 import numpy as np
+
 
 def hits_matrix(ranked: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
     """bool [B, N]: whether ranked[b, i] is one of user b's targets."""
@@ -41,3 +48,24 @@ def batch_metrics(ranked: np.ndarray, targets: list[np.ndarray], ks: list[int]) 
     first = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
     out["mrr"] = np.where(first >= 0, 1.0 / (first + 1.0), 0.0)
     return out
+
+
+def self_information(counts: np.ndarray) -> np.ndarray:
+    """float [M]: −log2 of each item's share of all interactions (0 where the count is 0, e.g. padding)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    share = counts / counts.sum()
+    return np.where(counts > 0, -np.log2(np.where(counts > 0, share, 1.0)), 0.0)
+
+
+def coverage(ranked: np.ndarray, num_items: int, k: int) -> float:
+    """Share of the ``num_items`` catalogue items that appear in at least one user's top-k."""
+    top = ranked[:, :k]
+    return len(np.unique(top[top > 0])) / num_items
+
+
+def novelty(ranked: np.ndarray, information: np.ndarray, k: int) -> np.ndarray:
+    """[B]: mean self-information (``information[item_idx]``) of each user's top-k items; 0 when empty."""
+    top = ranked[:, :k]
+    valid = top > 0
+    values = np.where(valid, information[np.where(valid, top, 0)], 0.0)
+    return values.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)

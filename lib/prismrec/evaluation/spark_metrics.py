@@ -2,7 +2,8 @@
 
 Input: a DataFrame with ``ranked: array<int>`` (best first) and ``target_items:
 array<int>`` (non-empty) per user. Same definitions as the numpy reference; a test
-keeps the two equal on random rankings.
+keeps the two equal on random rankings. Coverage and novelty (:func:`catalogue`) also
+need the item table: ``item_idx`` and its ``self_information``.
 """
 from __future__ import annotations
 
@@ -48,6 +49,42 @@ def averages(ranked: DataFrame, ks: list[int], by: str | None = None,
     aggregates = [F.avg(F.col(f"`{n}`")).alias(n) for n in names] + [F.count(F.lit(1)).alias("_users")]
     if by is None:
         row = frame.agg(*aggregates).first()
-        return {name: float(row[name]) for name in names}
-    return {row[by]: {**{name: float(row[name]) for name in names}, "users": int(row["_users"])}
+        return {name: _number(row[name]) for name in names}
+    return {row[by]: {**{name: _number(row[name]) for name in names}, "users": int(row["_users"])}
             for row in frame.groupBy(by).agg(*aggregates).collect()}
+
+
+def _number(value) -> float | None:
+    """A Spark average as a float; None where every user's value was null (the metric does not apply)."""
+    return None if value is None else float(value)
+
+
+SELF_INFORMATION = "self_information"
+
+
+def catalogue(ranked: DataFrame, item_information: DataFrame, ks: list[int], num_items: int,
+              by: str | None = None) -> dict:
+    """Coverage@k and novelty@k (definitions in ``evaluation.metrics``), in one Spark action.
+
+    ``item_information``: ``item_idx, self_information`` (small; broadcast). ``num_items``:
+    the catalogue size. Returns ``{name: value}``, or ``{group: {name: value}}`` with ``by``.
+    """
+    keys = [by] if by else []
+    exploded = (ranked.select(*keys, S.USER_ID, F.posexplode(RANKED).alias("_pos", S.ITEM_IDX))
+                .where(F.col(S.ITEM_IDX) > 0)
+                .join(F.broadcast(item_information), S.ITEM_IDX, "left"))
+    information = F.coalesce(F.col(SELF_INFORMATION), F.lit(0.0))
+    per_user = exploded.groupBy(*keys, S.USER_ID).agg(
+        *[F.avg(F.when(F.col("_pos") < k, information)).alias(f"novelty@{k}") for k in ks])
+    user_counts = ranked.groupBy(*keys).agg(F.count(F.lit(1)).alias("_users"))
+    novelty = per_user.groupBy(*keys).agg(*[F.sum(f"`novelty@{k}`").alias(f"novelty@{k}") for k in ks])
+    coverage = exploded.groupBy(*keys).agg(
+        *[(F.countDistinct(F.when(F.col("_pos") < k, F.col(S.ITEM_IDX))) / num_items).alias(f"coverage@{k}")
+          for k in ks])
+    # Users whose list is empty have novelty 0: divide the sum by every user of the group.
+    joined = user_counts.join(novelty, keys, "left").join(coverage, keys, "left") if keys else \
+        user_counts.crossJoin(novelty).crossJoin(coverage)
+    rows = {(row[by] if by else None): {f"coverage@{k}": float(row[f"coverage@{k}"] or 0.0) for k in ks}
+            | {f"novelty@{k}": float(row[f"novelty@{k}"] or 0.0) / row["_users"] for k in ks}
+            for row in joined.collect()}
+    return rows if by else rows[None]

@@ -1,92 +1,178 @@
-"""The evaluate stage: the model and baselines on held-out users, metrics aggregated in Spark."""
+"""The evaluate stage: every compared system on the same users, metrics in Spark, then the report.
+
+The ranked lists of all systems (``evaluate.compare``) are one DataFrame, persisted,
+from which three small aggregates are collected: the ranking and interest metrics per
+system, coverage and novelty per system, and the distinctness histogram. The driver
+only ever holds the item table and a handful of example users.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import time
-from typing import Callable, Iterator
+from functools import reduce
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from prismrec import schema as S
 from prismrec.config import Config
-from prismrec.evaluation import report as report_io
-from prismrec.evaluation.baselines import popularity_top_n
-from prismrec.evaluation import spark_metrics
+from prismrec.evaluation import als, itemknn, report as report_io, spark_metrics, systems, truth as truth_io
+from prismrec.evaluation.interactions import training_interactions
+from prismrec.evaluation.metrics import self_information
+from prismrec.evaluation.showcase import showcase
 from prismrec.layout import Layout, record_stage
 from prismrec.scoring import udf
-from prismrec.scoring.recommend import category_diversity, item_category_codes, recommend
 from prismrec.scoring.stage import model_dir, task_threads
 from prismrec.spark import job_group
 
 logger = logging.getLogger(__name__)
-SYSTEMS = ("model", "popularity")
+DISTINCTNESS_BINS = 40  # over cosine [-1, 1]
 
 
-SYSTEM = "system"
+def curve_ks(ks: list[int]) -> list[int]:
+    """The cut-offs of the Recall/NDCG-vs-K curves: a few small ones and every configured one."""
+    return sorted({k for k in (1, 5, 10, 20) if k < max(ks)} | set(ks))
 
 
-def rankings_fn(directory: str, ks: list[int], batch_users: int, threads: int,
-                diversity: float = 0.0, interest_prior: float = 0.0) -> Callable:
-    """mapInPandas function: evaluation users → one row per (user, system) with its ranked list."""
-    top_n = max(ks)
+def item_table(layout: Layout) -> pd.DataFrame:
+    """The item vocabulary (small: it is the catalogue, not the users), by item_idx."""
+    columns = [S.ITEM_IDX, S.ITEM_ID, S.CATEGORY_ID, S.COUNT]
+    return pd.read_parquet(layout.table("items"), columns=columns).sort_values(S.ITEM_IDX).reset_index(drop=True)
 
-    def rank(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        model = udf.load_once(directory, threads)
-        num_items = model.item_embeddings.shape[0]
-        categories = item_category_codes(model)
-        for frame in frames:
-            for start in range(0, len(frame), batch_users):
-                batch = frame.iloc[start:start + batch_users]
-                hist = np.stack(batch[S.HIST_ITEMS].to_numpy()).astype(np.int32)
-                seen = [np.asarray(s, dtype=np.int64) for s in batch[S.SEEN_ITEMS]]
-                _, items, scores, _ = recommend(model, hist, seen, top_n, diversity, interest_prior)
-                ranked = {"model": np.where(np.isfinite(scores), items, -1),
-                          "popularity": popularity_top_n(seen, num_items, top_n)}
-                for system, system_ranked in ranked.items():
-                    yield pd.DataFrame({
-                        S.USER_ID: batch[S.USER_ID].to_numpy(), SYSTEM: system,
-                        spark_metrics.RANKED: list(system_ranked.astype(np.int32)),
-                        S.TARGET_ITEMS: batch[S.TARGET_ITEMS].to_numpy(),
-                        **{f"category_diversity@{k}": category_diversity(system_ranked, categories, k) for k in ks},
-                    })
 
-    return rank
+def category_codes(items: pd.DataFrame) -> np.ndarray:
+    """int [M]: a category code ≥ 1 per item_idx (0 for padding)."""
+    codes = np.zeros(int(items[S.ITEM_IDX].max()) + 1, dtype=np.int64)
+    codes[items[S.ITEM_IDX].to_numpy()] = items[S.CATEGORY_ID].astype("category").cat.codes.to_numpy() + 1
+    return codes
+
+
+def system_rankings(spark: SparkSession, cfg: Config, layout: Layout, users: DataFrame, valid_users: DataFrame,
+                    dirs: dict[str, str], num_items: int, item_topic: np.ndarray | None,
+                    skip: dict[str, str]) -> tuple[dict[str, DataFrame], dict]:
+    """({system: ``user_id, ranked, …``}, ALS grid report) for every system of ``evaluate.compare``."""
+    ev, top_n, threads = cfg.evaluate, max(cfg.evaluate.ks), task_threads(spark)
+    frames, als_report = {}, {}
+    interactions = training_interactions(spark.read.parquet(layout.table("train_examples")))
+    for name in ev.compare:
+        if name in skip:
+            continue
+        if name in dirs:
+            frames[name] = systems.model_rankings(users, dirs[name], top_n, cfg.score.batch_users, threads,
+                                                  cfg.score.diversity, cfg.score.interest_prior, item_topic)
+        elif name == "popularity":
+            frames[name] = systems.popularity_rankings(users, num_items, top_n)
+        elif name == "als":
+            with job_group(spark, "evaluate", "ALS grid on the validation users"):
+                frames[name], als_report = als.tuned_rankings(
+                    interactions, valid_users, users, num_items, ev.als_ranks, ev.als_reg_params, top_n, top_n,
+                    cfg.score.batch_users, cfg.run.seed)
+        elif name == "itemknn":
+            similarity = itemknn.similarities(interactions, ev.itemknn_neighbours)
+            frames[name] = itemknn.rankings(similarity, users, top_n)
+    return frames, als_report
+
+
+def union(frames: dict[str, DataFrame]) -> DataFrame:
+    tagged = [frame.withColumn(systems.SYSTEM, F.lit(name)) for name, frame in frames.items()]
+    return reduce(lambda left, right: left.unionByName(right, allowMissingColumns=True), tagged)
+
+
+def distinctness_histogram(rankings: DataFrame) -> dict[str, list[int]]:
+    """{system: counts over DISTINCTNESS_BINS equal bins of mean pairwise cosine in [-1, 1]} (one action)."""
+    column = F.col("distinctness")
+    bins = F.least(F.floor((column + 1.0) / 2.0 * DISTINCTNESS_BINS), F.lit(DISTINCTNESS_BINS - 1))
+    rows = (rankings.where(column.isNotNull()).groupBy(systems.SYSTEM, bins.cast("int").alias("bin")).count()
+            .collect())
+    histogram: dict[str, list[int]] = {}
+    for row in rows:
+        histogram.setdefault(row[systems.SYSTEM], [0] * DISTINCTNESS_BINS)[row["bin"]] += row["count"]
+    return histogram
+
+
+def split_interest_quality(metrics: dict, has_truth: bool) -> dict:
+    """Move the interest columns out of ``metrics`` into {system: {name: value}} (model systems only)."""
+    quality = {}
+    for system, values in metrics.items():
+        columns = {name: values.pop(name, None) for name in systems.INTEREST_COLUMNS}
+        if columns["distinctness"] is None and columns["weight_entropy"] is None:
+            continue
+        recovered, true = columns.pop("recovered"), columns.pop("true_interests")
+        columns["recovery_share"] = recovered / true if has_truth and recovered is not None and true else None
+        quality[system] = columns
+    return quality
+
+
+def other_protocols(cfg: Config) -> dict[str, dict]:
+    """The evaluations of ``evaluate.other_outputs`` (each evaluated before this one), by protocol."""
+    results = {}
+    for root in cfg.evaluate.other_outputs:
+        layout = Layout(Path(root).resolve())
+        path = layout.reports / layout.read_meta()["run_id"] / report_io.JSON_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"evaluate.other_outputs names {root} but it has no evaluation at {path}; "
+                                    f"run `prismrec evaluate --set paths.output={root}` first")
+        result = json.loads(path.read_text())
+        results[result["protocol"]] = {key: result[key] for key in report_io.SUMMARY_KEYS}
+    return results
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
     started = time.time()
     layout = Layout.of(cfg)
     meta = layout.read_meta()
-    directory = model_dir(cfg, layout)
-    ks = sorted(cfg.evaluate.ks)
-    udf.load_once(directory, 1)
-    users = (spark.read.parquet(layout.table("eval_users"))
-             .where((F.col(S.SPLIT) == cfg.evaluate.split) & (F.size(S.TARGET_ITEMS) > 0)))
-    diversity_columns = tuple(f"category_diversity@{k}" for k in ks)
-    out_schema = T.StructType([T.StructField(S.USER_ID, T.StringType()), T.StructField(SYSTEM, T.StringType()),
-                               T.StructField(spark_metrics.RANKED, T.ArrayType(T.IntegerType())),
-                               T.StructField(S.TARGET_ITEMS, T.ArrayType(T.IntegerType()))]
-                              + [T.StructField(c, T.DoubleType()) for c in diversity_columns])
-    rankings = users.mapInPandas(rankings_fn(directory, ks, cfg.score.batch_users, task_threads(spark),
-                                             cfg.score.diversity, cfg.score.interest_prior), schema=out_schema)
-    with job_group(spark, "evaluate", f"metrics on {cfg.evaluate.split} users"):
-        metrics = spark_metrics.averages(rankings, ks, by=SYSTEM, extra=diversity_columns)
-    users_count = metrics["model"].pop("users")
-    metrics["popularity"].pop("users")
-    metrics = {system: metrics[system] for system in SYSTEMS}
-    result = {"run_id": meta["run_id"], "dt": meta["dt"], "protocol": meta.get("protocol", "users"),
-              "split": cfg.evaluate.split, "diversity_lambda": cfg.score.diversity,
-              "users": users_count, "ks": ks, "model_dir": directory, "metrics": metrics,
-              "seconds": round(time.time() - started, 2)}
-    paths = report_io.write(result, layout.reports / meta["run_id"])
-    cfg.save(layout.reports / meta["run_id"] / "config.yaml")
+    protocol, ks = meta.get("protocol", "users"), sorted(cfg.evaluate.ks)
+    dirs = systems.model_dirs(cfg.evaluate.compare, layout, lambda: model_dir(cfg, layout))
+    for directory in dirs.values():
+        udf.load_once(directory, 1)  # verify every artifact on the driver before any distributed work
+    items = item_table(layout)
+    truth = truth_io.load(cfg, items)
+    eval_users = spark.read.parquet(layout.table("eval_users")).where(F.size(S.TARGET_ITEMS) > 0)
+    users = eval_users.where(F.col(S.SPLIT) == cfg.evaluate.split)
+    if truth is not None:
+        users = truth_io.with_true_topics(spark, users, truth)
+    users = users.persist(StorageLevel.MEMORY_AND_DISK)  # every system ranks the same users
+    skip = {name: reason for name, reason in systems.NEEDS_TRAINING_USERS.items()
+            if name in cfg.evaluate.compare and protocol == "users"}
+    frames, als_report = system_rankings(spark, cfg, layout, users, eval_users.where(F.col(S.SPLIT) == "valid"),
+                                         dirs, meta["num_items"], truth and truth.item_topic, skip)
+    rankings = systems.with_category_diversity(
+        union(frames).join(users.select(S.USER_ID, S.TARGET_ITEMS), S.USER_ID), category_codes(items), ks)
+    rankings = rankings.persist(StorageLevel.MEMORY_AND_DISK)
+    information = spark.createDataFrame(pd.DataFrame({
+        S.ITEM_IDX: items[S.ITEM_IDX].astype("int32"),
+        spark_metrics.SELF_INFORMATION: self_information(items[S.COUNT].to_numpy())}))
+    extra = tuple(f"category_diversity@{k}" for k in ks) + tuple(
+        c for c in systems.INTEREST_COLUMNS if c in rankings.columns)
+    with job_group(spark, "evaluate", f"metrics of {len(frames)} systems on {cfg.evaluate.split} users"):
+        metrics = spark_metrics.averages(rankings, curve_ks(ks), by=systems.SYSTEM, extra=extra)
+        catalogue = spark_metrics.catalogue(rankings, information, ks, len(items), by=systems.SYSTEM)
+        histogram = distinctness_histogram(rankings)
+    rankings.unpersist()
+    users_count = max(values.pop("users") for values in metrics.values())
+    metrics = {name: {**metrics[name], **catalogue[name]} for name in cfg.evaluate.compare if name in metrics}
+    quality = split_interest_quality(metrics, truth is not None)
+    result = {"run_id": meta["run_id"], "dt": meta["dt"], "protocol": protocol, "split": cfg.evaluate.split,
+              "diversity_lambda": cfg.score.diversity, "users": users_count, "ks": ks, "curve_ks": curve_ks(ks),
+              "systems": list(cfg.evaluate.compare), "model_dirs": dirs, "model_dir": next(iter(dirs.values()), ""),
+              "metrics": metrics, "not_applicable": skip, "interest_quality": quality, "als": als_report,
+              "distinctness_histogram": {"bins": DISTINCTNESS_BINS, "counts": histogram},
+              "output": str(layout.root), "other_protocols": other_protocols(cfg)}
+    directory = layout.reports / meta["run_id"]
+    result.update(showcase(spark, cfg, layout, users, dirs, items, truth, result, directory))
+    users.unpersist()
+    result["seconds"] = round(time.time() - started, 2)
+    paths = report_io.write(result, directory)
+    cfg.save(directory / "config.yaml")
     result["report"] = {name: str(path) for name, path in paths.items()}
-    record_stage(layout, meta["run_id"], "evaluate", result)
-    logger.info("evaluate: %d %s users; model recall@%d %.4f vs popularity %.4f", result["users"],
-                cfg.evaluate.split, ks[-1], metrics["model"][f"recall@{ks[-1]}"],
-                metrics["popularity"][f"recall@{ks[-1]}"])
+    record_stage(layout, meta["run_id"], "evaluate", {k: v for k, v in result.items() if k != "examples"})
+    best = max(metrics, key=lambda name: metrics[name][f"recall@{ks[-1]}"])
+    logger.info("evaluate: %d %s users (%s protocol), %d systems in %.1fs; best recall@%d: %s %.4f; report %s",
+                users_count, cfg.evaluate.split, protocol, len(metrics), result["seconds"], ks[-1], best,
+                metrics[best][f"recall@{ks[-1]}"], paths["markdown"])
     return result

@@ -1,0 +1,131 @@
+"""The compared systems and their ranked lists, one Spark DataFrame per system.
+
+``evaluate.compare`` names the systems: ``model`` (the scored model: ``score.model_id``
+or models/LATEST), the baselines ``popularity``, ``als`` and ``itemknn``, and any other
+name is a model id under ``models/``. Every system ranks the same evaluation users and
+yields ``user_id, ranked``; model systems add the per-user interest-quality columns.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from prismrec import schema as S
+from prismrec.evaluation import interests as quality
+from prismrec.evaluation.interests import PURITY_TOP_N
+from prismrec.evaluation.baselines import popularity_top_n
+from prismrec.evaluation.spark_metrics import RANKED
+from prismrec.evaluation.truth import TRUE_TOPICS
+from prismrec.layout import Layout
+from prismrec.scoring import udf
+from prismrec.scoring.recommend import category_diversity, item_category_codes, item_tensor, recommend
+from prismrec.scoring.topk import exclusion_mask, top_n_per_interest
+
+BASELINES = ("popularity", "als", "itemknn")
+SCORED_MODEL = "model"
+# Collaborative baselines learn a row per training user; held-out users are new to them.
+NEEDS_TRAINING_USERS = {"als": "ALS has no factor for users outside its training data (held-out users)",
+                        "itemknn": "item-kNN is evaluated on the users its co-occurrences were counted on"}
+SYSTEM = "system"
+INTEREST_COLUMNS = ("distinctness", "weight_entropy", "category_purity", "recovered", "true_interests",
+                    "assignment_nmi")
+
+
+def model_dirs(compare: list[str], layout: Layout, scored_model_dir: Callable[[], str]) -> dict[str, str]:
+    """{system: artifact directory} for the model systems of ``compare``, checked to exist."""
+    dirs = {}
+    for name in compare:
+        if name in BASELINES:
+            continue
+        directory = scored_model_dir() if name == SCORED_MODEL else str(layout.model_dir(name))
+        if not Path(directory).is_dir():
+            raise FileNotFoundError(f"evaluate.compare names {name!r} but there is no model at {directory}; "
+                                    f"train it with --set score.model_id=... or remove it from evaluate.compare "
+                                    f"(baselines: {', '.join(BASELINES)})")
+        dirs[name] = directory
+    return dirs
+
+
+def ranked_schema(extra: tuple[str, ...] = ()) -> T.StructType:
+    return T.StructType([T.StructField(S.USER_ID, T.StringType()),
+                         T.StructField(RANKED, T.ArrayType(T.IntegerType()))]
+                        + [T.StructField(name, T.DoubleType()) for name in extra])
+
+
+def _batches(frames: Iterator[pd.DataFrame], batch_users: int) -> Iterator[pd.DataFrame]:
+    for frame in frames:
+        for start in range(0, len(frame), batch_users):
+            yield frame.iloc[start:start + batch_users]
+
+
+def model_fn(directory: str, top_n: int, batch_users: int, threads: int, diversity: float, interest_prior: float,
+             item_topic: np.ndarray | None) -> Callable:
+    """mapInPandas function: users (``user_id, hist_items, seen_items`` and ``true_topics`` when
+    ``item_topic`` is given) → ``user_id, ranked`` and the interest-quality columns."""
+    def rank(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = udf.load_once(directory, threads)
+        item_category = item_category_codes(model)
+        for batch in _batches(frames, batch_users):
+            hist = np.stack(batch[S.HIST_ITEMS].to_numpy()).astype(np.int32)
+            seen = [np.asarray(s, dtype=np.int64) for s in batch[S.SEEN_ITEMS]]
+            interests, items, scores, _ = recommend(model, hist, seen, top_n, diversity, interest_prior)
+            padding_only = exclusion_mask([np.zeros(0, dtype=np.int64)] * len(batch), len(item_category))
+            _, retrieved = top_n_per_interest(interests.vectors, item_tensor(model), padding_only, PURITY_TOP_N)
+            columns = {"distinctness": quality.mean_pairwise_cosine(interests.vectors),
+                       "weight_entropy": quality.weight_entropy(interests.weights),
+                       "category_purity": quality.category_purity(retrieved, item_category).mean(axis=1)}
+            if item_topic is not None:
+                truth = [np.asarray(t) if t is not None else None for t in batch[TRUE_TOPICS]]
+                columns["recovered"] = [np.nan if t is None else quality.recovered_topics(user, item_topic, t)
+                                        for user, t in zip(retrieved, truth)]
+                columns["true_interests"] = [np.nan if t is None else len(t) for t in truth]
+                columns["assignment_nmi"] = quality.assignment_nmi(interests.assignment, hist, item_topic)
+            yield pd.DataFrame({S.USER_ID: batch[S.USER_ID].to_numpy(),
+                                RANKED: list(np.where(np.isfinite(scores), items, -1).astype(np.int32)),
+                                **{name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}})
+
+    return rank
+
+
+def model_rankings(users: DataFrame, directory: str, top_n: int, batch_users: int, threads: int,
+                   diversity: float = 0.0, interest_prior: float = 0.0,
+                   item_topic: np.ndarray | None = None) -> DataFrame:
+    """``user_id, ranked`` plus the interest-quality columns (the truth ones only with ``item_topic``)."""
+    extra = INTEREST_COLUMNS if item_topic is not None else INTEREST_COLUMNS[:3]
+    return users.mapInPandas(model_fn(directory, top_n, batch_users, threads, diversity, interest_prior, item_topic),
+                             schema=ranked_schema(extra))
+
+
+def popularity_rankings(users: DataFrame, num_items: int, top_n: int) -> DataFrame:
+    """``user_id, ranked``: the most popular unseen items (``num_items`` counts the padding index)."""
+    def rank(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            seen = [np.asarray(s, dtype=np.int64) for s in frame[S.SEEN_ITEMS]]
+            ranked = popularity_top_n(seen, num_items, top_n).astype(np.int32)
+            yield pd.DataFrame({S.USER_ID: frame[S.USER_ID].to_numpy(), RANKED: [row[row > 0] for row in ranked]})
+
+    return users.select(S.USER_ID, S.SEEN_ITEMS).mapInPandas(rank, schema=ranked_schema())
+
+
+def diversity_fn(item_category: np.ndarray, ks: list[int]) -> Callable:
+    """mapInPandas function adding ``category_diversity@k`` (item_category: a code per item_idx)."""
+    def annotate(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            width = max([len(r) for r in frame[RANKED]] + [1])
+            padded = np.full((len(frame), width), -1, dtype=np.int64)
+            for row, ranked in enumerate(frame[RANKED]):
+                padded[row, :len(ranked)] = ranked
+            yield frame.assign(**{f"category_diversity@{k}": category_diversity(padded, item_category, k) for k in ks})
+
+    return annotate
+
+
+def with_category_diversity(rankings: DataFrame, item_category: np.ndarray, ks: list[int]) -> DataFrame:
+    schema = T.StructType(rankings.schema.fields + [T.StructField(f"category_diversity@{k}", T.DoubleType())
+                                                    for k in ks])
+    return rankings.mapInPandas(diversity_fn(item_category, ks), schema=schema)
