@@ -69,7 +69,7 @@ class SyntheticSpec:
     noise_fraction: float = 0.05
     focus: float = 0.7
     interest_width: float = 0.03
-    interest_drift: float = 0.2
+    interest_drift: float = 0.4
     seed: int = 7
 
 

@@ -56,11 +56,13 @@ def squash(vectors, axis=-1):
 class CapsuleExtractor(keras.layers.Layer):
     """Dynamic routing (MIND / ComiRec-DR): K interest capsules from the history.
 
-    Items are mapped by one shared bilinear matrix, û_j = S·e_j; routing logits
-    b [K, L] start from a fixed random draw (so the K capsules start apart) and are
-    refined for ``routing_iterations`` rounds: w = softmax_K(b) over the valid items,
-    v_k = squash(Σ_j w_kj û_j), b_kj += v_k·û_j. Only the last round passes gradients
-    to the logits (ComiRec-DR). call(history [B, L, d], mask [B, L]) → (v [B, K, d], w [B, K, L]);
+    Items are mapped by one shared bilinear matrix and scaled by a learned gate per
+    position, û_j = g_j·S·e_j with g_j = 2·sigmoid(γ_j) (1 at the start), so that
+    capsules can weigh recent items above old ones as attention heads do; routing
+    logits b [K, L] start from a fixed random draw (so the K capsules start apart) and
+    are refined for ``routing_iterations`` rounds: w = softmax_K(b) over the valid
+    items, v_k = squash(Σ_j w_kj û_j), b_kj += v_k·û_j. Only the last round passes
+    gradients to the logits (ComiRec-DR). call(history [B, L, d], mask [B, L]) → (v [B, K, d], w [B, K, L]);
     L may not exceed the length it was built with.
     """
 
@@ -76,14 +78,17 @@ class CapsuleExtractor(keras.layers.Layer):
         self.initial_logits = self.add_weight(name="initial_logits", shape=(self.num_interests, length),
                                               initializer=keras.initializers.RandomNormal(stddev=1.0),
                                               trainable=False)
+        self.position_gate = self.add_weight(name="position_gate", shape=(length,), initializer="zeros")
         super().build(input_shape)
 
     def call(self, history, mask):
-        mapped = tf.matmul(history, self.bilinear)                                      # [B, L, d]
-        valid = tf.cast(mask, history.dtype)[:, None, :]                                # [B, 1, L]
-        # Histories are left-padded: a shorter one takes the initial logits of the newest positions.
+        # Histories are left-padded: a shorter one takes the logits and gates of the newest positions.
         built_length = self.initial_logits.shape[1]
-        initial = self.initial_logits[:, built_length - tf.shape(history)[1]:]              # [K, L]
+        newest = built_length - tf.shape(history)[1]
+        gate = 2.0 * tf.sigmoid(self.position_gate[newest:])                              # [L]
+        mapped = tf.matmul(history, self.bilinear) * gate[None, :, None]                # [B, L, d]
+        valid = tf.cast(mask, history.dtype)[:, None, :]                                # [B, 1, L]
+        initial = self.initial_logits[:, newest:]                                         # [K, L]
         logits = tf.tile(initial[None], [tf.shape(history)[0], 1, 1])                    # [B, K, L]
         frozen = tf.stop_gradient(mapped)
         for iteration in range(self.routing_iterations):
