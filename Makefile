@@ -66,7 +66,8 @@ package: setup
 	  petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec
 	$(HOROVOD_FLAGS) $(PACK_VENV)/bin/pip install -q --no-build-isolation -c $(CONSTRAINTS) horovod
 	$(PACK_VENV)/bin/pip install -q --no-deps dist/prismrec-*.whl
-	$(PACK_VENV)/bin/pip uninstall -q -y cmake
+	# The cluster's Spark provides PySpark (Petastorm's requirement pulls one in); cmake built Horovod.
+	$(PACK_VENV)/bin/pip uninstall -q -y pyspark py4j cmake
 	$(VENV)/bin/venv-pack -p $(PACK_VENV) -o dist/prismrec-env.tar.gz --python-prefix $(PACK_PYTHON_PREFIX) --force
 	@ls -lh dist
 

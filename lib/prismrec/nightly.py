@@ -69,11 +69,12 @@ def read_published(layout: Layout) -> dict | None:
 
 
 def nightly_config(cfg: Config, dt: str) -> Config:
-    """``cfg`` for the night of ``dt``: that date's partition, evaluated on the validation split at 50."""
+    """``cfg`` for the night of ``dt``: that date's partition, the model and the popularity baseline
+    evaluated on the validation split at 50 (the gate's figure; the full comparison with ALS and
+    item-kNN is ``prismrec evaluate``)."""
     data = cfg.to_dict()
     data["run"]["dt"] = dt
-    data["evaluate"]["split"] = "valid"
-    data["evaluate"]["ks"] = sorted({*data["evaluate"]["ks"], 50})
+    data["evaluate"].update(split="valid", ks=sorted({*data["evaluate"]["ks"], 50}), compare=["model", "popularity"])
     return from_dict(data)
 
 
@@ -231,6 +232,8 @@ class Night:
         self._forced = set(STAGES[first_forced:])
         self._previous = json.loads(json.dumps(self.manifest["stages"]))
         started = time.time()
+        for earlier in self.manifest["attempts"]:
+            earlier.setdefault("status", "interrupted")  # its process died before it could say
         attempt = {"started": datetime.now(timezone.utc).isoformat(), "ran": [], "skipped": []}
         self.manifest.update(config_hash=self.config_hash, status="running")
         self.manifest["attempts"].append(attempt)
@@ -258,7 +261,7 @@ class Night:
                 entry.update(status="failed", error=f"{type(error).__name__}: {error}",
                              seconds=round(time.time() - stage_started, 2))
                 self.manifest["status"], self.manifest["failed_stage"] = "failed", stage
-                attempt.update(failed=stage, seconds=round(time.time() - started, 2))
+                attempt.update(status="failed", failed=stage, seconds=round(time.time() - started, 2))
                 self.save()
                 raise StageFailed(stage, self.dt, error) from error
             entry.update(status="done", seconds=round(time.time() - stage_started, 2),
@@ -278,7 +281,7 @@ class Night:
             return getattr(self, stage)()
 
     def _finish(self, attempt: dict, started: float) -> dict:
-        attempt["seconds"] = round(time.time() - started, 2)
+        attempt.update(status="done", seconds=round(time.time() - started, 2))
         stages = self.manifest["stages"]
         self.manifest.pop("failed_stage", None)
         self.manifest.update(status="done", finished=datetime.now(timezone.utc).isoformat(),

@@ -1,0 +1,170 @@
+"""`prismrec run --date` on tiny synthetic data (one local training process): stages, reruns, the gate."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_config
+from prismrec import schema as S
+from prismrec.cli import EXIT_INPUT, EXIT_REFUSED, main, run_stage
+from prismrec.config import REDACTED
+from prismrec.layout import Layout
+from prismrec.nightly import STAGES, read_published, run_night
+
+pytestmark = pytest.mark.smoke
+NIGHT, NEXT_NIGHT = "2026-01-14", "2026-01-15"  # the logs' last day, and a night with no new events
+SECRET = "s3cr3t-value"
+
+
+@pytest.fixture(scope="module")
+def night(spark, tmp_path_factory):
+    """Tiny logs and one complete night: (cfg, manifest)."""
+    cfg = tiny_config(tmp_path_factory.mktemp("nightly"))
+    run_stage("generate", cfg)
+    return cfg, run_night(cfg, NIGHT, spark=spark)
+
+
+def cli_args(cfg, *extra: str) -> list[str]:
+    return ["run", "--conf", str(Path(__file__).parents[2] / "conf" / "test.yaml"),
+            "--set", f"paths.data={cfg.paths.data}", "--set", f"paths.output={cfg.paths.output}", *extra]
+
+
+def recommendations(cfg, dt: str = NIGHT) -> pd.DataFrame:
+    frame = pd.read_parquet(Layout.of(cfg).output_table("recommendations", dt))
+    return frame.sort_values([S.USER_ID, S.RANK]).reset_index(drop=True)
+
+
+def test_a_night_runs_every_stage_in_order_and_writes_the_published_pointer_last(spark, night):
+    cfg, manifest = night
+    # Every Spark job ran in a group named after its stage ("<stage>" inside the stage, "nightly-<stage>" around it).
+    tracker = spark.sparkContext.statusTracker()
+    for stage in ("preprocess", "evaluate", "score"):
+        assert tracker.getJobIdsForGroup(stage) or tracker.getJobIdsForGroup(f"nightly-{stage}"), stage
+    stages = manifest["stages"]
+    assert manifest["status"] == "done" and [stages[s]["status"] for s in STAGES] == ["done"] * len(STAGES)
+    starts = [stages[s]["started"] for s in STAGES]
+    assert starts == sorted(starts)
+    root = Layout.of(cfg).root
+    published = read_published(Layout.of(cfg))
+    assert published["model_id"] == stages["train"]["counts"]["model_id"] == f"test-{NIGHT}-self_attentive"
+    pointer_written = (root / "models" / "PUBLISHED.json").stat().st_mtime
+    for table in ("recommendations", "user_interests"):
+        assert max(p.stat().st_mtime for p in (root / table).rglob("*")) <= pointer_written
+    # The night's report aggregates per-stage timings and counts.
+    assert set(manifest["seconds"]) == set(STAGES) == set(manifest["counts"])
+    counts = manifest["counts"]
+    assert counts["preprocess"]["users"] == counts["score"]["users"] == recommendations(cfg)[S.USER_ID].nunique()
+    assert counts["score"]["recommendations"] == len(recommendations(cfg))
+    assert counts["quality_gate"]["reason"] == "no published model yet"
+    assert counts["evaluate"]["split"] == "valid" and 0.0 <= counts["evaluate"]["ndcg@50"] <= 1.0
+    report = json.loads((root / "reports" / f"test-{NIGHT}.json").read_text())
+    assert report["stages"]["nightly"]["ran"] == list(STAGES)
+
+
+def test_rerun_skips_every_stage_and_force_stage_reruns_from_there_with_the_same_output(spark, night):
+    cfg, _ = night
+    before = recommendations(cfg)
+    manifest = run_night(cfg, NIGHT, spark=spark)
+    assert (manifest["attempts"][-1]["ran"], manifest["attempts"][-1]["skipped"]) == ([], list(STAGES))
+    manifest = run_night(cfg, NIGHT, force_stage="score", spark=spark)
+    assert manifest["attempts"][-1]["ran"] == ["score", "publish"]
+    pd.testing.assert_frame_equal(recommendations(cfg), before)  # same rows, not a second copy
+    root = Layout.of(cfg).root
+    assert [p.name for p in (root / "recommendations").iterdir()] == [f"dt={NIGHT}"]
+    assert [p.name for p in (root / "models").iterdir() if p.is_dir()] == [f"test-{NIGHT}-self_attentive"]
+    assert not list(root.rglob("*.retired"))
+
+
+def test_logged_and_saved_configs_redact_secrets(night, capsys):
+    cfg, _ = night
+    # spark.* does not invalidate completed stages: this rerun skips them all, but still logs its config.
+    assert main(cli_args(cfg, "--date", NIGHT, "--set", f"spark.conf={{fs.s3a.secret.key: {SECRET}}}")) == 0
+    logged = capsys.readouterr().err
+    assert REDACTED in logged and SECRET not in logged
+    saved = (Layout.of(cfg).root / "runs" / NIGHT / "config.yaml").read_text()
+    assert REDACTED in saved and SECRET not in saved
+
+
+def test_quality_gate_refuses_to_publish_a_worse_model_and_names_the_stage(night, capsys):
+    cfg, _ = night
+    layout = Layout.of(cfg)
+    pointer = layout.root / "models" / "PUBLISHED.json"
+    published = read_published(layout)
+    champion = {**published, "model_id": "champion", "ndcg@50": 0.99}
+    pointer.write_text(json.dumps(champion))
+    before = recommendations(cfg)
+    assert main(cli_args(cfg, "--date", NIGHT, "--force-stage", "quality_gate")) == EXIT_REFUSED
+    error = capsys.readouterr().err
+    assert f"nightly {NIGHT}: stage quality_gate failed" in error and "refusing to publish" in error
+    manifest = json.loads((layout.root / "runs" / NIGHT / "manifest.json").read_text())
+    assert (manifest["status"], manifest["failed_stage"]) == ("failed", "quality_gate")
+    assert json.loads(pointer.read_text()) == champion  # the published model is unchanged
+    pd.testing.assert_frame_equal(recommendations(cfg), before)
+    # Once the champion is gone, the rerun resumes at the gate: nothing before it runs again.
+    pointer.write_text(json.dumps(published))
+    assert main(cli_args(cfg, "--date", NIGHT)) == 0
+    manifest = json.loads((layout.root / "runs" / NIGHT / "manifest.json").read_text())
+    assert manifest["attempts"][-1]["ran"] == ["quality_gate", "score", "publish"]
+    assert read_published(layout)["model_id"] == f"test-{NIGHT}-self_attentive"
+
+
+def test_warm_night_starts_from_the_published_weights(spark, night):
+    cfg, _ = night
+    from prismrec.config import from_dict
+
+    data = cfg.to_dict()
+    data["nightly"]["train_mode"] = "warm"
+    manifest = run_night(from_dict(data), NEXT_NIGHT, spark=spark)
+    published_before = f"test-{NIGHT}-self_attentive"
+    train = manifest["stages"]["train"]["counts"]
+    assert train["warm_start"] == str(Layout.of(cfg).model_dir(published_before))
+    assert read_published(Layout.of(cfg))["model_id"] == f"test-{NEXT_NIGHT}-self_attentive"
+
+
+def test_warm_start_carries_item_rows_by_item_id(night, tmp_path):
+    """Rows move with their item_id; a new item keeps its fresh initialisation; the rest is copied."""
+    import tensorflow as tf
+
+    from prismrec.models import build_model
+    from prismrec.training import artifact
+    from prismrec.training.warm import load_initial_weights
+
+    cfg, _ = night
+    model_dir = Layout.of(cfg).model_dir(f"test-{NIGHT}-self_attentive")
+    old = artifact.load(model_dir)
+    old_items = old.items[[S.ITEM_IDX, S.ITEM_ID]]
+    # Tonight: the vocabulary in reverse order, plus one item never seen before (the last index).
+    new_ids = [*old_items[S.ITEM_ID].iloc[::-1], "brand-new-item"]
+    new_items = pd.DataFrame({S.ITEM_IDX: np.arange(1, len(new_ids) + 1, dtype=np.int32), S.ITEM_ID: new_ids})
+    new_items.to_parquet(tmp_path / "items.parquet")
+    model = build_model(cfg.model, len(new_ids) + 1, cfg.preprocess.max_hist_len, np.zeros(len(new_ids) + 1),
+                        np.ones(len(new_ids) + 1))
+    length = cfg.preprocess.max_hist_len
+    model({"hist_items": tf.zeros([1, length], tf.int32), "target_item": tf.ones([1], tf.int32)})  # builds it
+    fresh_row = model.item_table().numpy()[-1].copy()
+    counts = load_initial_weights(model, str(model_dir), str(tmp_path / "items.parquet"))
+    table = model.item_table().numpy()
+    assert counts["items_carried"] == len(old_items) and counts["items_new"] == 1
+    # item at old index i (1..n) sits at new index n + 1 - i.
+    n = len(old_items)
+    np.testing.assert_array_equal(table[n + 1 - old_items[S.ITEM_IDX].to_numpy()],
+                                  old.item_embeddings[old_items[S.ITEM_IDX].to_numpy()])
+    np.testing.assert_array_equal(table[-1], fresh_row)
+    saved = tf.saved_model.load(str(model_dir / "encoder")).encoder_variables
+    others = [(v, w) for v, w in zip(model.variables, saved) if v is not model.item_embedding.embeddings]
+    assert len(others) == len(model.variables) - 1
+    for variable, source in others:
+        np.testing.assert_array_equal(variable.numpy(), source.numpy(), err_msg=variable.name)
+
+
+def test_a_failed_stage_exits_non_zero_and_is_named_in_the_error_and_the_manifest(tmp_path, capsys):
+    cfg = tiny_config(tmp_path)  # no logs were generated
+    assert main(cli_args(cfg, "--date", NIGHT)) == EXIT_INPUT
+    assert f"nightly {NIGHT}: stage preprocess failed" in capsys.readouterr().err
+    manifest = json.loads((Layout.of(cfg).root / "runs" / NIGHT / "manifest.json").read_text())
+    assert (manifest["failed_stage"], manifest["stages"]["preprocess"]["status"]) == ("preprocess", "failed")
+    assert "does not exist" in manifest["stages"]["preprocess"]["error"]
