@@ -93,9 +93,12 @@ def test_recovery_on_a_constructed_case():
         [9, 10, 13, 14],    # 1/2 topic 2: not a majority, so topic 2 is not recovered
     ])
     # Greedy matching: (interest 0, topic 0) = 1.0, then (1, topic 1) = 0.75, then (2, topic 2) = 0.5.
-    assert quality.recovered_topics(retrieved, item_topic, np.array([0, 1, 2])) == 2
+    assert quality.recovered_topics(retrieved, item_topic, np.array([0, 1, 2])).tolist() == [0, 1]
     # A planted topic no interest retrieves from is not recovered; a single interest recovers one at most.
-    assert quality.recovered_topics(retrieved[:1], item_topic, np.array([0, 3])) == 1
+    assert quality.recovered_topics(retrieved[:1], item_topic, np.array([0, 3])).tolist() == [0]
+    # Evidence: topic 0 appears 3 times in the input, topic 1 twice, topic 2 not at all.
+    hist = np.array([0, 0, 1, 2, 3, 5, 6])
+    assert quality.evidenced_topics(hist, item_topic, np.array([0, 1, 2])).tolist() == [0]
     assert quality.greedy_match(np.array([[0.9, 0.8], [0.85, 0.1]])) == [(0, 0), (1, 1)]
 
 

@@ -11,7 +11,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from prismrec import schema as S
-from prismrec.evaluation.spark_metrics import RANKED
 
 
 def user_index(user_id: Column) -> Column:
@@ -25,7 +24,3 @@ def training_interactions(examples: DataFrame) -> DataFrame:
     return (examples.select(S.USER_IDX, F.explode(items).alias(S.ITEM_IDX))
             .where(F.col(S.ITEM_IDX) > S.PADDING_IDX).distinct())
 
-
-def empty_rankings(users: DataFrame) -> DataFrame:
-    """Every user with an empty ``ranked`` list: what a baseline answers for a user it cannot score."""
-    return users.select(S.USER_ID, F.array().cast("array<int>").alias(RANKED))

@@ -7,7 +7,8 @@ Per user, with K interest vectors and each interest's top-N retrieved items:
 - category purity of interest k: share of its top-N items that are in its most frequent category
 - recovery (planted data): each interest's top-N items give a topic distribution; interests
   are matched one-to-one to the user's true topics greedily on that overlap, and a true
-  topic is recovered when its matched interest has a majority (> 1/2) of its items in it
+  topic is recovered when its matched interest has a majority (> 1/2) of its items in it;
+  reported over every planted topic and over the evidenced ones (≥ MIN_EVIDENCE input items)
 - NMI between the interest each history item is assigned to and the item's true topic
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 RECOVERY_SHARE = 0.5
+MIN_EVIDENCE = 3  # input items a planted topic needs before a model can be asked to find it
 PURITY_TOP_N = 20  # items an interest retrieves when judging its purity and its topic
 
 
@@ -68,10 +70,17 @@ def greedy_match(overlap: np.ndarray) -> list[tuple[int, int]]:
     return pairs
 
 
-def recovered_topics(top_items: np.ndarray, item_topic: np.ndarray, true_topics: np.ndarray) -> int:
-    """How many of one user's ``true_topics`` a learned interest recovers (top_items: [K, N])."""
-    shares = topic_shares(top_items, item_topic, np.asarray(true_topics))
-    return sum(shares[k, t] > RECOVERY_SHARE for k, t in greedy_match(shares))
+def recovered_topics(top_items: np.ndarray, item_topic: np.ndarray, true_topics: np.ndarray) -> np.ndarray:
+    """The ones of a user's ``true_topics`` that a learned interest recovers (top_items: [K, N])."""
+    true_topics = np.asarray(true_topics)
+    shares = topic_shares(top_items, item_topic, true_topics)
+    return np.sort(true_topics[[t for k, t in greedy_match(shares) if shares[k, t] > RECOVERY_SHARE]])
+
+
+def evidenced_topics(hist_items: np.ndarray, item_topic: np.ndarray, true_topics: np.ndarray) -> np.ndarray:
+    """The ones of a user's ``true_topics`` with at least MIN_EVIDENCE items in their input history [L]."""
+    topics = item_topic[hist_items[hist_items > 0]]
+    return np.asarray([t for t in true_topics if (topics == t).sum() >= MIN_EVIDENCE], dtype=np.int64)
 
 
 def entropy(labels: np.ndarray) -> float:

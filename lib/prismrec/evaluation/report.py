@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prismrec.evaluation.interests import PURITY_TOP_N
+from prismrec.evaluation.interests import MIN_EVIDENCE, PURITY_TOP_N
 
 JSON_NAME = "evaluation.json"
 MARKDOWN_NAME = "evaluation.md"
@@ -12,7 +12,9 @@ MARKDOWN_NAME = "evaluation.md"
 SUMMARY_KEYS = ("protocol", "run_id", "split", "users", "metrics", "not_applicable", "interest_quality", "output")
 QUALITY = (("distinctness", "distinctness (mean pairwise cosine, lower = more distinct)"),
            ("weight_entropy", "weight entropy (bits)"), ("category_purity", "category purity"),
-           ("recovery_share", "planted interests recovered"), ("assignment_nmi", "NMI(assignment, topic)"))
+           ("recovery_share", "planted interests recovered"),
+           ("evidenced_recovery_share", f"… of those with ≥ {MIN_EVIDENCE} input items"),
+           ("assignment_nmi", "NMI(assignment, topic)"))
 PLOTS = (("curves", "Recall and NDCG against K"), ("heatmap", "Interests × categories (featured model)"),
          ("projection", "Item embeddings (featured model)"), ("distinctness", "Interest distinctness"))
 
@@ -91,7 +93,9 @@ def markdown(result: dict) -> str:
     lines += ["", "## Interest quality", "",
               f"Per user, averaged: each interest's top {PURITY_TOP_N} retrieved items give its category purity and its "
               "topic mix; interests are matched one-to-one to the user's planted topics (greedy on overlap) and a "
-              "planted topic counts as recovered when its interest's items are mostly (> 1/2) from it.",
+              "planted topic counts as recovered when its interest's items are mostly (> 1/2) from it. Share recovered "
+              f"over every planted topic, and over those the user's input shows at least {MIN_EVIDENCE} times "
+              "(a topic with one or two input events is noise to any model).",
               "", *quality_table(result), ""]
     lines += ["## Figures", ""]
     for name, title in PLOTS:

@@ -33,7 +33,7 @@ NEEDS_TRAINING_USERS = {"als": "ALS has no factor for users outside its training
                         "itemknn": "item-kNN is evaluated on the users its co-occurrences were counted on"}
 SYSTEM = "system"
 INTEREST_COLUMNS = ("distinctness", "weight_entropy", "category_purity", "recovered", "true_interests",
-                    "assignment_nmi")
+                    "recovered_evidenced", "evidenced_interests", "assignment_nmi")
 
 
 def model_dirs(compare: list[str], layout: Layout, scored_model_dir: Callable[[], str]) -> dict[str, str]:
@@ -80,16 +80,31 @@ def model_fn(directory: str, top_n: int, batch_users: int, threads: int, diversi
                        "weight_entropy": quality.weight_entropy(interests.weights),
                        "category_purity": quality.category_purity(retrieved, item_category).mean(axis=1)}
             if item_topic is not None:
-                truth = [np.asarray(t) if t is not None else None for t in batch[TRUE_TOPICS]]
-                columns["recovered"] = [np.nan if t is None else quality.recovered_topics(user, item_topic, t)
-                                        for user, t in zip(retrieved, truth)]
-                columns["true_interests"] = [np.nan if t is None else len(t) for t in truth]
+                columns.update(recovery_columns(retrieved, hist, batch[TRUE_TOPICS], item_topic))
                 columns["assignment_nmi"] = quality.assignment_nmi(interests.assignment, hist, item_topic)
             yield pd.DataFrame({S.USER_ID: batch[S.USER_ID].to_numpy(),
                                 RANKED: list(np.where(np.isfinite(scores), items, -1).astype(np.int32)),
                                 **{name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}})
 
     return rank
+
+
+def recovery_columns(retrieved: np.ndarray, hist: np.ndarray, true_topics: pd.Series,
+                     item_topic: np.ndarray) -> dict[str, list[float]]:
+    """Per user: planted topics recovered and planted, over all of them and over the evidenced ones."""
+    columns = {name: [] for name in INTEREST_COLUMNS[3:7]}
+    for user_items, user_hist, planted in zip(retrieved, hist, true_topics):
+        if planted is None:
+            for values in columns.values():
+                values.append(np.nan)
+            continue
+        found = quality.recovered_topics(user_items, item_topic, planted)
+        evidenced = quality.evidenced_topics(user_hist, item_topic, planted)
+        columns["recovered"].append(len(found))
+        columns["true_interests"].append(len(planted))
+        columns["recovered_evidenced"].append(np.isin(evidenced, found).sum())
+        columns["evidenced_interests"].append(len(evidenced))
+    return columns
 
 
 def model_rankings(users: DataFrame, directory: str, top_n: int, batch_users: int, threads: int,
