@@ -38,8 +38,9 @@ def main() -> int:
 
         report = train(get_session(encoder_cfg), encoder_cfg, model_id=f"quality-{encoder}")
         best = max(report["epochs"], key=lambda e: e["valid_ndcg@50"])
-        evaluation = run_stage("evaluate", load_config(args.conf, [*args.overrides,
-                                                                   f"score.model_id=quality-{encoder}"]))
+        # The learned baselines (ALS, item-kNN) are compared in the demo report, not here.
+        evaluation = run_stage("evaluate", load_config(args.conf, [
+            *args.overrides, f"score.model_id=quality-{encoder}", "evaluate.compare=[model, popularity]"]))
         results[encoder] = {"valid_recall@50": best["valid_recall@50"], "valid_ndcg@50": best["valid_ndcg@50"],
                             "test": evaluation["metrics"]["model"], "seconds": report["seconds"]}
         results["popularity"] = {"test": evaluation["metrics"]["popularity"]}
