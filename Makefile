@@ -54,13 +54,16 @@ bench: setup
 
 # dist/prismrec-*.whl, and dist/prismrec-env.tar.gz for `spark-submit --archives ...#environment`:
 # a fresh venv with the pins and the wheel (venv-pack refuses editable installs, so not .venv),
-# packed relocatable. Its python links to PACK_PYTHON_PREFIX, where the nodes have Python 3.11.
+# packed relocatable. Its python links to PACK_PYTHON, which must exist at that path on the nodes.
+# The venv is made by PACK_PYTHON itself rather than relinked with venv-pack's --python-prefix:
+# venv-pack 0.2.0 rewrites link targets by string prefix, so .../bin/python3.11 becomes
+# .../bin/python3.113.11 (https://github.com/jcrist/venv-pack/blob/0.2.0/venv_pack/core.py#L571-L583).
 PACK_VENV := build/pack-venv
-PACK_PYTHON_PREFIX ?= /usr
+PACK_PYTHON ?= /usr/bin/python3.11
 package: setup
 	rm -rf dist $(PACK_VENV)
 	$(PIP) wheel --no-deps --no-build-isolation -w dist .
-	$(PYTHON) -m venv $(PACK_VENV)
+	$(PACK_PYTHON) -m venv $(PACK_VENV)
 	$(PACK_VENV)/bin/pip install -q --upgrade "pip>=24" "setuptools>=68,<75" wheel "cmake>=3.25,<4"
 	$(PACK_VENV)/bin/pip install -q -c $(CONSTRAINTS) tensorflow-cpu keras numpy pyarrow pandas protobuf \
 	  petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec
@@ -68,7 +71,7 @@ package: setup
 	$(PACK_VENV)/bin/pip install -q --no-deps dist/prismrec-*.whl
 	# The cluster's Spark provides PySpark (Petastorm's requirement pulls one in); cmake built Horovod.
 	$(PACK_VENV)/bin/pip uninstall -q -y pyspark py4j cmake
-	$(VENV)/bin/venv-pack -p $(PACK_VENV) -o dist/prismrec-env.tar.gz --python-prefix $(PACK_PYTHON_PREFIX) --force
+	$(VENV)/bin/venv-pack -p $(PACK_VENV) -o dist/prismrec-env.tar.gz --force
 	@ls -lh dist
 
 clean:
