@@ -64,21 +64,27 @@ def test_executor_lost_during_preprocess_still_writes_the_clean_runs_tables(clus
         assert meta[key] == clean[key], key
 
 
-def horovod_ranks() -> dict[int, psutil.Process]:
-    """The rank processes horovod.spark started on the executors, by rank."""
+def horovod_ranks(cluster) -> dict[int, psutil.Process]:
+    """The rank processes horovod.spark started under this cluster's Workers, by rank.
+
+    Only descendants of our Workers count: other Horovod jobs on the machine are not ours to kill.
+    """
+    workers = {worker.pid for worker in cluster.workers}
     ranks = {}
     for process in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
-            if "horovod.spark.task.gloo_exec_fn" in " ".join(process.info["cmdline"] or []):
-                ranks[int(process.environ()["HOROVOD_RANK"])] = process
+            rank = process.environ().get("HOROVOD_RANK")
+            if (rank is not None and "horovod.spark.task.gloo_exec_fn" in " ".join(process.info["cmdline"] or [])
+                    and workers & {parent.pid for parent in process.parents()}):
+                ranks[int(rank)] = process
     return ranks
 
 
-def kill_rank_one_after_the_first_checkpoint(checkpoint: Path, killed: list) -> None:
+def kill_rank_one_after_the_first_checkpoint(cluster, checkpoint: Path, killed: list) -> None:
     deadline = time.time() + 400
     while time.time() < deadline and not (checkpoint / "last" / "checkpoint").exists():
         time.sleep(0.1)
-    victim = horovod_ranks().get(1)
+    victim = horovod_ranks(cluster).get(1)
     if victim is not None:
         victim.send_signal(signal.SIGKILL)
         killed.append(victim.pid)
@@ -93,7 +99,7 @@ def test_killed_rank_fails_the_train_stage_then_the_rerun_resumes_and_publishes_
     model_id = manifest(output)["stages"]["train"]["counts"]["model_id"]
     killed: list[int] = []
     killer = threading.Thread(target=kill_rank_one_after_the_first_checkpoint,
-                              args=(output / "checkpoints" / model_id, killed))
+                              args=(cluster, output / "checkpoints" / model_id, killed))
     killer.start()
     log = tmp_path / "killed.log"
     code = finish(cluster.submit("jobs/nightly.py", *nightly_args(tiny_logs, output, "--force-stage", "train"),
@@ -109,7 +115,7 @@ def test_killed_rank_fails_the_train_stage_then_the_rerun_resumes_and_publishes_
     # Nothing was exported over the clean night's artifact.
     clean_artifact = (clean_night / "models" / model_id / "manifest.json").read_text()
     assert (output / "models" / model_id / "manifest.json").read_text() == clean_artifact
-    assert horovod_ranks() == {}  # no orphaned rank
+    assert horovod_ranks(cluster) == {}  # no orphaned rank
 
     log = tmp_path / "resumed.log"
     assert finish(cluster.submit("jobs/nightly.py", *nightly_args(tiny_logs, output), log=log)) == 0, \
