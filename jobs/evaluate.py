@@ -2,7 +2,9 @@
 
     spark-submit jobs/evaluate.py --conf conf/cluster.yaml [--set key=value ...]
 
-Arguments, config layering and exit codes are those of `prismrec evaluate --help`.
+Writes reports/<run_id>/evaluation.{json,md} and the PNG figures for every system of
+evaluate.compare (docs/evaluation.md). Arguments, config layering and exit codes are
+those of `prismrec evaluate --help`.
 """
 import sys
 

@@ -95,4 +95,5 @@ def summary(cfg: Config, results: dict, seconds: float) -> None:
         print(f"  {system:<15}" + "".join(cells))
     for system, quality in evaluation["interest_quality"].items():
         if quality.get("recovery_share") is not None:
-            print(f"  {system}: planted interests recovered {quality['recovery_share']:.1%}")
+            print(f"  {system}: planted interests recovered {quality['recovery_share']:.1%} "
+                  f"({quality['evidenced_recovery_share']:.1%} of those the input shows ≥ 3 times)")

@@ -20,19 +20,22 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def metric_curves(curves: dict[str, dict[str, dict[str, float]]], ks: list[int], path: Path) -> Path:
+def metric_curves(curves: dict[str, dict[str, dict[str, float]]], systems: list[str], ks: list[int],
+                  path: Path) -> Path:
     """Recall@K and NDCG@K against K, one panel per (metric, protocol), one line per system.
 
-    curves: {protocol: {system: {"recall@k": value, "ndcg@k": value, ...}}}.
+    curves: {protocol: {system: {"recall@k": value, "ndcg@k": value, ...}}}; ``systems`` gives the
+    order (and colour) of the lines, the first drawn thicker.
     """
     protocols = list(curves)
     figure, axes = plt.subplots(2, len(protocols), figsize=(6.2 * len(protocols), 8.0), squeeze=False)
-    names = sorted({system for by_system in curves.values() for system in by_system})
-    colours = dict(zip(names, plt.cm.tab10(np.linspace(0, 1, 10))))
+    names = list(systems)
+    colours = dict(zip(names, plt.cm.tab10(np.arange(len(names)) % 10)))
     for column, protocol in enumerate(protocols):
         for row, metric in enumerate(("recall", "ndcg")):
             axis = axes[row, column]
-            for system, values in curves[protocol].items():
+            for system in (name for name in names if name in curves[protocol]):
+                values = curves[protocol][system]
                 axis.plot(ks, [values[f"{metric}@{k}"] for k in ks], marker="o", label=system,
                           color=colours[system], linewidth=2.5 if system == names[0] else 1.5)
             axis.set_xscale("log")
@@ -51,8 +54,8 @@ def interest_heatmap(shares: np.ndarray, row_labels: list[str], column_labels: l
 
     ``column_groups`` (e.g. each category's planted topic) are drawn as separators and labels on top.
     """
-    height = 1.5 + 0.32 * len(row_labels)
-    figure, axis = plt.subplots(figsize=(max(8.0, 0.28 * len(column_labels) + 3.5), height))
+    height = 2.0 + 0.3 * len(row_labels)
+    figure, axis = plt.subplots(figsize=(min(15.0, max(8.0, 0.3 * len(column_labels) + 4.0)), height))
     image = axis.imshow(shares, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(float(shares.max()), 1e-9))
     axis.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
     axis.set_xticks(range(len(column_labels)), column_labels, rotation=90, fontsize=7)

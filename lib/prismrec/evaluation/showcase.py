@@ -26,7 +26,8 @@ from prismrec.scoring.topk import exclusion_mask, top_n_per_interest
 from prismrec.training import artifact
 
 logger = logging.getLogger(__name__)
-HEATMAP_USERS = 8
+HEATMAP_USERS = 6
+HEATMAP_MIN_SHARE = 0.1  # categories below this share in every interest are left out of the heatmap
 EXAMPLE_USERS = 3
 SHOWN_RECOMMENDATIONS = 10
 
@@ -63,7 +64,8 @@ def heatmap(model, picked: pd.DataFrame, items: pd.DataFrame, truth: Truth | Non
                          S.CATEGORY_ID: category[retrieved.reshape(-1)]})
     shares = pd.crosstab(rows["row"], rows[S.CATEGORY_ID], normalize="index")
     groups = category_topics(items, truth)
-    columns = sorted(shares.columns, key=lambda c: (groups.get(c, ""), c))
+    shown = shares.columns[shares.max(axis=0) >= HEATMAP_MIN_SHARE]
+    columns = sorted(shown, key=lambda c: (groups.get(c, ""), c))
     labels = [f"user {u} · interest {k} (w {weights[i, k]:.2f})"
               for i, u in enumerate(picked[S.USER_ID]) for k in range(interests)]
     return plots.interest_heatmap(shares[columns].to_numpy(), labels, [str(c) for c in columns],
@@ -112,7 +114,7 @@ def showcase(spark: SparkSession, cfg: Config, layout: Layout, users: DataFrame,
               **{p: other["metrics"] for p, other in result["other_protocols"].items()}}
     ks = [k for k in result["curve_ks"] if all(f"recall@{k}" in values for by_system in curves.values()
                                                 for values in by_system.values())]
-    paths = {"curves": plots.metric_curves(curves, ks, directory / "recall_ndcg_vs_k.png"),
+    paths = {"curves": plots.metric_curves(curves, result["systems"], ks, directory / "recall_ndcg_vs_k.png"),
              "distinctness": plots.distinctness(result["distinctness_histogram"]["counts"],
                                                 result["distinctness_histogram"]["bins"],
                                                 directory / "interest_distinctness.png")}
