@@ -10,7 +10,9 @@ import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -68,34 +70,116 @@ def validation_rules(cfg: Config) -> validate.Rules:
 
 
 FILTER = "filter_rule"
+COPIES = "copies"
 
 
-def tag_filters(events: DataFrame, cfg: Config) -> DataFrame:
-    """Drop exact duplicates, then tag each event with the first named rule that removes it.
+def deduplicate(checked: DataFrame, max_events_per_user: int) -> DataFrame:
+    """Collapse exact duplicates and tag bot-like users' events: the one shuffle of the records.
 
-    Rules, in order: bot-like users (more than ``max_events_per_user`` events), items
-    with fewer than ``min_item_events`` events, users with fewer than ``min_user_events``
-    (each counted over the events no earlier rule removed). ``filter_rule`` is null
-    for kept events. Tagging instead of filtering lets one action count every rule.
+    ``checked`` is every parsed record with its validation ``reason`` (null: valid), as
+    from ``validate.split_quarantine``. Identical valid records collapse into one row
+    whose ``copies`` counts them; quarantined records never collapse. ``filter_rule`` is
+    ``max_events_per_user`` for the events of users with more distinct events than that,
+    else null. The records cross the network once, hashed by user; the output stays
+    partitioned and sorted by user (cache it: every later step reads it).
+    """
+    valid = F.col(S.REASON).isNull()
+    # A unique key per quarantined record keeps identical bad lines apart.
+    distinct = (checked.withColumn("_record", F.when(~valid, F.monotonically_increasing_id()))
+                .repartition(S.USER_ID)
+                .groupBy(*checked.columns, "_record").agg(F.count(F.lit(1)).alias(COPIES))
+                .drop("_record"))
+    user_events = F.sum(valid.cast("int")).over(Window.partitionBy(S.USER_ID))
+    return distinct.withColumn(FILTER, F.when(valid & (user_events > max_events_per_user),
+                                              F.lit("max_events_per_user")))
+
+
+def tag_filters(deduplicated: DataFrame, cfg: Config) -> DataFrame:
+    """Tag each remaining valid event with the first of the later named rules that removes it.
+
+    After :func:`deduplicate`'s bot rule: items with fewer than ``min_item_events``
+    events, then users with fewer than ``min_user_events`` (each counted over the events
+    no earlier rule removed). ``filter_rule`` stays null for kept events and for
+    quarantined records; tagging instead of filtering lets one action count every
+    record. The per-item counts, a table as small as the catalogue, are broadcast, so
+    the output keeps the input's partitioning by user. Adds ``dt``.
     """
     pre = cfg.preprocess
-    untagged = F.col(FILTER).isNull()
-    remaining = lambda key: F.sum(untagged.cast("int")).over(Window.partitionBy(key))  # noqa: E731
-    tagged = events.dropDuplicates().withColumn(
-        FILTER, F.when(F.count(F.lit(1)).over(Window.partitionBy(S.USER_ID)) > pre.max_events_per_user,
-                       F.lit("max_events_per_user")))
-    tagged = tagged.withColumn(FILTER, F.when(untagged & (remaining(S.ITEM_ID) < pre.min_item_events),
-                                              F.lit("min_item_events")).otherwise(F.col(FILTER)))
-    return tagged.withColumn(FILTER, F.when(untagged & (remaining(S.USER_ID) < pre.min_user_events),
-                                            F.lit("min_user_events")).otherwise(F.col(FILTER)))
+    untagged = F.col(S.REASON).isNull() & F.col(FILTER).isNull()
+    columns = [c for c in deduplicated.columns if c != FILTER]
+    item_events = deduplicated.where(untagged).groupBy(S.ITEM_ID).agg(F.count(F.lit(1)).alias("_item_events"))
+    tagged = (deduplicated.join(F.broadcast(item_events), S.ITEM_ID, "left")
+              .select(*columns, F.when(untagged & (F.coalesce("_item_events", F.lit(0)) < pre.min_item_events),
+                                       F.lit("min_item_events")).otherwise(F.col(FILTER)).alias(FILTER)))
+    remaining = F.sum(untagged.cast("int")).over(Window.partitionBy(S.USER_ID))
+    return tagged.select(*columns, F.to_date(S.TS).alias(S.DT), F.when(
+        untagged & (remaining < pre.min_user_events), F.lit("min_user_events")).otherwise(F.col(FILTER)).alias(FILTER))
 
 
-def reconcile(counts: dict) -> None:
-    accounted = (counts["kept"] + counts["duplicates"] + sum(counts["quarantined"].values())
-                 + sum(counts["filtered"].values()))
+# Session settings for the stage: every step after the dedup reads the cached records
+# in their partitions and order by user, without another shuffle or sort.
+STAGE_CONF = {
+    # With AQE on, a cached plan is wrapped in AdaptiveSparkPlanExec, a leaf node that
+    # reports UnknownPartitioning (Spark 3.5 does not override outputPartitioning:
+    # https://github.com/apache/spark/blob/v3.5.7/sql/core/src/main/scala/org/apache/spark/sql/execution/adaptive/AdaptiveSparkPlanExec.scala),
+    # and InMemoryTableScanExec passes that on, so each per-user step would reshuffle.
+    "spark.sql.adaptive.enabled": "false",
+    # collect_list as a streaming sort aggregate over the user-sorted records, instead of
+    # a hash aggregate that falls back to sorting them again after 128 users.
+    "spark.sql.execution.useObjectHashAggregateExec": "false",
+}
+
+
+@contextmanager
+def stage_conf(spark: SparkSession) -> Iterator[None]:
+    """Apply ``STAGE_CONF`` for the duration of the stage, then restore the session's values."""
+    before = {key: spark.conf.get(key, None) for key in STAGE_CONF}
+    for key, value in STAGE_CONF.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def count_records(tagged: DataFrame) -> tuple[dict, object]:
+    """(counts, last day of the kept events) from :func:`tag_filters`' output, in one action."""
+    rows = tagged.groupBy(S.REASON, FILTER).agg(F.sum(COPIES).alias("records"), F.count(F.lit(1)).alias("distinct"),
+                                                F.max(S.DT).alias("last_day")).collect()
+    valid = [row for row in rows if row[S.REASON] is None]
+    kept = [row for row in valid if row[FILTER] is None]
+    counts = {
+        "input": sum(row["records"] for row in rows),
+        "quarantined": dict(sorted((row[S.REASON], row["records"]) for row in rows if row[S.REASON] is not None)),
+        "kept": kept[0]["distinct"] if kept else 0,
+        "duplicates": sum(row["records"] - row["distinct"] for row in valid),
+        "filtered": {rule: sum(row["distinct"] for row in valid if row[FILTER] == rule) for rule in FILTER_RULES},
+    }
+    return counts, kept[0]["last_day"] if kept else None
+
+
+def check_counts(counts: dict, path: str, max_bad_fraction: float) -> None:
+    """Refuse input with nothing in it, too much quarantined, or nothing kept; assert reconciliation."""
+    if counts["input"] == 0:
+        raise InputError(f"no records found under '{path}'; check source.path and source.format")
+    quarantined = sum(counts["quarantined"].values())
+    bad_share = quarantined / counts["input"]
+    if bad_share > max_bad_fraction:
+        raise InputError(
+            f"{quarantined} of {counts['input']} input records ({bad_share:.1%}) failed validation "
+            f"{counts['quarantined']}, above preprocess.max_bad_fraction={max_bad_fraction}; nothing was "
+            f"published. Fix the input or raise preprocess.max_bad_fraction")
+    accounted = (counts["kept"] + counts["duplicates"] + quarantined + sum(counts["filtered"].values()))
     if accounted != counts["input"]:
         raise AssertionError(f"record reconciliation failed: input={counts['input']} but "
                              f"kept+quarantined+duplicates+filtered={accounted} ({counts})")
+    if counts["kept"] == 0:
+        raise InputError(f"no events left after validation and filters ({counts}); lower "
+                         f"preprocess.min_user_events / min_item_events or check the input")
 
 
 def split_sequences(seqs: DataFrame, cfg: Config) -> tuple[DataFrame, DataFrame]:
@@ -116,73 +200,61 @@ def split_sequences(seqs: DataFrame, cfg: Config) -> tuple[DataFrame, DataFrame]
         held_out = seqs.where(before < length).withColumn("_held", length - before) \
             .withColumn(S.SPLIT, F.when(F.col(S.SPLIT) == "valid", "valid").otherwise("test"))
     held_out = held_out.where((length - F.col("_held")) >= F.greatest(F.lit(pre.min_hist_len), F.lit(1)))
-    evaluation = sequences.evaluation_users(held_out, pre.max_hist_len, F.col("_held"))
-    return train, held_out.select(S.USER_ID, S.SPLIT).join(evaluation, S.USER_ID)
+    return train, sequences.evaluation_users(held_out, pre.max_hist_len, F.col("_held"))
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run the stage; returns the stage report (also written to ``reports/<run_id>.json``)."""
+    with stage_conf(spark):
+        return _run(spark, cfg)
+
+
+def _run(spark: SparkSession, cfg: Config) -> dict:
     started = time.time()
     layout, pre = Layout.of(cfg), cfg.preprocess
-    parsed = read_source(spark, cfg)
-    checked, events, quarantine = validate.split_quarantine(parsed, validation_rules(cfg), f"{cfg.run.name}-preprocess")
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-    with job_group(spark, "preprocess", "read, validate and count input records"):
-        by_reason = {row[S.REASON]: row["count"] for row in checked.groupBy(S.REASON).count().collect()}
-    valid = by_reason.pop(None, 0)
-    counts = {"input": valid + sum(by_reason.values()), "quarantined": dict(sorted(by_reason.items()))}
-    quarantined = sum(by_reason.values())
-    logger.info("preprocess: %d input records, %d valid, %d quarantined %s (%.1fs)", counts["input"], valid,
-                quarantined, counts["quarantined"], time.time() - started)
-    if counts["input"] == 0:
-        raise InputError(f"no records found under '{source_path(cfg)}'; check source.path and source.format")
-    bad_share = quarantined / counts["input"]
-    if bad_share > pre.max_bad_fraction:
-        raise InputError(
-            f"{quarantined} of {counts['input']} input records ({bad_share:.1%}) failed validation "
-            f"{counts['quarantined']}, above preprocess.max_bad_fraction={pre.max_bad_fraction}; nothing was "
-            f"published. Fix the input or raise preprocess.max_bad_fraction")
+    checked = validate.split_quarantine(read_source(spark, cfg), validation_rules(cfg), "")[0]
+    with job_group(spark, "preprocess", "read, validate, deduplicate, filter and count input records"):
+        deduplicated = deduplicate(checked, pre.max_events_per_user).persist(StorageLevel.MEMORY_AND_DISK)
+        tagged = tag_filters(deduplicated, cfg)
+        counts, last_day = count_records(tagged)
+    quarantined = sum(counts["quarantined"].values())
+    logger.info("preprocess: %d input records, %d quarantined %s; kept %d events; %d duplicates; filtered %s "
+                "(%.1fs)", counts["input"], quarantined, counts["quarantined"], counts["kept"], counts["duplicates"],
+                counts["filtered"], time.time() - started)
+    try:
+        check_counts(counts, source_path(cfg), pre.max_bad_fraction)
+    except InputError:
+        deduplicated.unpersist()
+        raise
+    valid = F.col(S.REASON).isNull()
+    kept = validate.valid_events(tagged.where(F.col(FILTER).isNull()))
+    quarantine = validate.quarantined(tagged, f"{cfg.run.name}-preprocess")
 
-    with job_group(spark, "preprocess", "deduplicate and filter"):
-        tagged = tag_filters(events, cfg).persist(StorageLevel.MEMORY_AND_DISK)
-        by_rule = {row[FILTER]: row["count"] for row in tagged.groupBy(FILTER).count().collect()}
-    counts["kept"] = by_rule.pop(None, 0)
-    counts["filtered"] = {rule: by_rule.get(rule, 0) for rule in FILTER_RULES}
-    counts["duplicates"] = valid - counts["kept"] - sum(counts["filtered"].values())
-    kept = tagged.where(F.col(FILTER).isNull()).drop(FILTER)
-    reconcile(counts)
-    logger.info("preprocess: kept %d events; %d duplicates; filtered %s (%.1fs)", counts["kept"],
-                counts["duplicates"], counts["filtered"], time.time() - started)
-    if counts["kept"] == 0:
-        raise InputError(f"no events left after validation and filters ({counts}); lower "
-                         f"preprocess.min_user_events / min_item_events or check the input")
-
-    last_day = kept.agg(F.max(S.DT)).first()[0]
     dt = cfg.run.dt or str(last_day)
     run_id = f"{cfg.run.name}-{dt}"
     time_cutoff = (datetime.combine(last_day, datetime.min.time()) - timedelta(days=pre.time_holdout_days - 1)
                    if pre.protocol == "time" else None)
-    items = sequences.item_vocabulary(kept).persist()
-    seqs = (sequences.user_sequences(kept, items, time_cutoff)
-            .withColumn(S.SPLIT, user_split(F.col(S.USER_ID), pre.valid_fraction, pre.test_fraction, cfg.run.seed))
-            .persist(StorageLevel.MEMORY_AND_DISK))
-    train_seqs, eval_users = split_sequences(seqs, cfg)
-
-    with job_group(spark, "preprocess", "write tables"):
-        kept.write.mode("overwrite").partitionBy(S.DT).parquet(layout.table("events"))
-        quarantine.write.mode("overwrite").parquet(layout.table("quarantine"))
+    with job_group(spark, "preprocess", "write events, quarantine and vocabularies"):
+        items = sequences.item_vocabulary(kept).persist()
         items.coalesce(1).write.mode("overwrite").parquet(layout.table("items"))
         sequences.category_vocabulary(items).coalesce(1).write.mode("overwrite").parquet(layout.table("categories"))
+        kept.write.mode("overwrite").partitionBy(S.DT).parquet(layout.table("events"))
+        quarantine.write.mode("overwrite").parquet(layout.table("quarantine"))
         logger.info("preprocess: wrote events and vocabularies (%.1fs)", time.time() - started)
+
+    with job_group(spark, "preprocess", "build sequences, write training data and histories"):
+        # Users filtered out of training for short histories are still scored; bots are not.
+        scorable = tagged.where(valid & (F.col(FILTER).isNull() | (F.col(FILTER) != "max_events_per_user")))
+        per_user = sequences.user_events(scorable, items, F.col(FILTER).isNull()).persist(StorageLevel.MEMORY_AND_DISK)
+        seqs = (sequences.user_sequences(per_user, time_cutoff)
+                .withColumn(S.SPLIT, user_split(F.col(S.USER_ID), pre.valid_fraction, pre.test_fraction, cfg.run.seed)))
+        train_seqs, eval_users = split_sequences(seqs, cfg)
         examples = sequences.training_windows(train_seqs, pre.max_hist_len, pre.max_examples_per_user,
-                                              pre.example_sampling, cfg.run.seed)
-        petastorm_io.write_examples(examples, layout.table("train_examples"), pre.max_hist_len,
-                                    pre.row_group_rows, pre.num_files)
+                                              pre.example_sampling, cfg.run.seed, pre.num_files)
+        petastorm_io.write_examples(examples, layout.table("train_examples"), pre.max_hist_len, pre.row_group_rows)
         (eval_users.repartition(2, S.USER_ID).sortWithinPartitions(S.USER_ID)
          .write.mode("overwrite").partitionBy(S.SPLIT).parquet(layout.table("eval_users")))
-        # Users filtered out of training for short histories are still scored; bots are not.
-        scorable = tagged.where(F.col(FILTER).isNull() | (F.col(FILTER) != "max_events_per_user"))
-        (sequences.scoring_histories(scorable, items, pre.max_hist_len, cfg.score.exclude_event_types)
+        (sequences.scoring_histories(per_user, pre.max_hist_len, cfg.score.exclude_event_types)
          .repartition(spark.sparkContext.defaultParallelism, S.USER_ID)
          .sortWithinPartitions(S.USER_ID).write.mode("overwrite").parquet(layout.table("histories")))
         logger.info("preprocess: wrote training examples and histories (%.1fs)", time.time() - started)
@@ -201,6 +273,6 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     logger.info("preprocess: done in %.1fs: %d users %s, %d training examples in %d row groups",
                 meta["seconds"], sum(split_counts.values()), split_counts, train_layout["rows"],
                 train_layout["row_groups"])
-    for frame in (checked, tagged, items, seqs):
+    for frame in (deduplicated, items, per_user):
         frame.unpersist()
     return meta

@@ -17,14 +17,15 @@ from prismrec import schema as S
 logger = logging.getLogger(__name__)
 
 
-def write_examples(examples, path: str, max_hist_len: int, row_group_rows: int, num_files: int) -> None:
-    """Write ``examples`` (``schema.TRAIN_COLUMNS`` plus ``_order``) with the documented layout."""
-    from pyspark.sql import functions as F
+def write_examples(examples, path: str, max_hist_len: int, row_group_rows: int) -> None:
+    """Write ``examples`` (``schema.TRAIN_COLUMNS`` plus ``_order``) with the documented layout.
 
+    One file per partition of ``examples`` (``sequences.training_windows`` makes ``num_files``),
+    its rows in ``_order``.
+    """
     # parquet.block.size is in bytes of (roughly uncompressed) data: int32 per slot.
     row_bytes = 4 * (max_hist_len + 3)
-    (examples.repartition(num_files, F.col(S.USER_IDX))
-     .sortWithinPartitions("_order")
+    (examples.sortWithinPartitions("_order")
      .drop("_order")
      .write.mode("overwrite")
      .option("parquet.block.size", str(row_group_rows * row_bytes))

@@ -13,6 +13,8 @@ SEQ = "seq"
 SEQ_LEN = "seq_len"
 POS = "pos"
 N_BEFORE = "n_before"
+EVENTS = "events"
+TRAIN = "train"
 
 
 def item_vocabulary(events: DataFrame) -> DataFrame:
@@ -35,19 +37,33 @@ def category_vocabulary(items: DataFrame) -> DataFrame:
                          S.CATEGORY_ID, S.COUNT)
 
 
-def user_sequences(events: DataFrame, items: DataFrame, cutoff=None) -> DataFrame:
-    """``user_id, seq: array<int> (item_idx in time order), seq_len, n_before``.
+def user_events(events: DataFrame, items: DataFrame, in_training: Column) -> DataFrame:
+    """One row per user: ``user_id, events: array<struct<ts, item_idx, event_type, train>>``.
 
-    ``n_before`` counts the events before ``cutoff`` (a timestamp; None: all of them).
-    Ties in time are broken by item_idx so that the order is reproducible.
+    The single per-user aggregation that both the training sequences and the scoring
+    histories are read from. Entries are sorted by time, ties by item_idx; events whose
+    item is not in ``items`` are left out (a user may keep an empty array). ``train``
+    is ``in_training`` evaluated per event: whether it belongs to the training sequence.
+    If ``events`` is already hash-partitioned by user, this adds no shuffle.
     """
-    indexed = events.join(F.broadcast(items.select(S.ITEM_ID, S.ITEM_IDX)), S.ITEM_ID)
-    grouped = indexed.groupBy(S.USER_ID).agg(
-        F.sort_array(F.collect_list(F.struct(S.TS, S.ITEM_IDX))).alias("events"))
-    before = (F.size(F.filter("events", lambda e: e.getField(S.TS) < F.lit(cutoff))) if cutoff is not None
-              else F.size("events"))
-    return grouped.select(S.USER_ID, F.col("events").getField(S.ITEM_IDX).alias(SEQ),
-                          F.size("events").alias(SEQ_LEN), before.alias(N_BEFORE))
+    indexed = events.join(F.broadcast(items.select(S.ITEM_ID, S.ITEM_IDX)), S.ITEM_ID, "left")
+    entry = F.when(F.col(S.ITEM_IDX).isNotNull(),
+                   F.struct(S.TS, S.ITEM_IDX, S.EVENT_TYPE, in_training.alias(TRAIN)))
+    return indexed.groupBy(S.USER_ID).agg(F.sort_array(F.collect_list(entry)).alias(EVENTS))
+
+
+def user_sequences(per_user: DataFrame, cutoff=None) -> DataFrame:
+    """``user_id, seq: array<int> (item_idx in time order), seq_len, n_before`` from :func:`user_events`.
+
+    Only the ``train`` entries, and only users who have one. ``n_before`` counts the
+    entries before ``cutoff`` (a timestamp; None: all of them).
+    """
+    training = F.filter(EVENTS, lambda e: e.getField(TRAIN))
+    before = (F.size(F.filter(training, lambda e: e.getField(S.TS) < F.lit(cutoff))) if cutoff is not None
+              else F.size(training))
+    return (per_user.select(S.USER_ID, training.alias(EVENTS)).where(F.size(EVENTS) > 0)
+            .select(S.USER_ID, F.col(EVENTS).getField(S.ITEM_IDX).alias(SEQ), F.size(EVENTS).alias(SEQ_LEN),
+                    before.alias(N_BEFORE)))
 
 
 def left_pad(items: Column, length: int) -> Column:
@@ -58,27 +74,36 @@ def left_pad(items: Column, length: int) -> Column:
 
 
 def training_windows(sequences: DataFrame, max_hist_len: int, max_examples_per_user: int,
-                     sampling: str = "recent", seed: int = 0) -> DataFrame:
+                     sampling: str = "recent", seed: int = 0, num_files: int = 1) -> DataFrame:
     """Sliding windows: target = item at position t ≥ 1, history = up to L items before it.
 
     Keeps ``max_examples_per_user`` windows per user: the most recent (``recent``) or a
-    seeded random choice (``random``). Output: ``user_idx, hist_items int[L], hist_len,
-    target_item`` plus ``_order``, a reproducible shuffle key.
+    seeded random choice (``random``: the smallest ``xxhash64(user_id, t, seed)``). Output:
+    ``user_idx, hist_items int[L], hist_len, target_item`` plus ``_order``, a reproducible
+    shuffle key, in ``num_files`` partitions by ``user_idx`` (one per training file).
     """
-    exploded = sequences.select(S.USER_ID, SEQ, SEQ_LEN, F.posexplode(SEQ).alias(POS, S.TARGET_ITEM))
+    length = F.col(SEQ_LEN)
     if sampling == "recent":
-        kept = exploded.where((F.col(POS) >= 1) & (F.col(POS) >= F.col(SEQ_LEN) - max_examples_per_user))
+        first = F.greatest(F.lit(1), length - max_examples_per_user)
+        chosen = F.when(length >= 2, F.sequence(first, length - 1)).otherwise(F.array().cast("array<int>"))
     else:
-        draw = Window.partitionBy(S.USER_ID).orderBy(F.xxhash64(S.USER_ID, POS, F.lit(seed)), POS)
-        kept = (exploded.where(F.col(POS) >= 1).withColumn("_draw", F.row_number().over(draw))
-                .where(F.col("_draw") <= max_examples_per_user))
+        # Every candidate position keyed by its draw; the lowest keys are kept.
+        candidates = F.when(length >= 2, F.sequence(F.lit(1), length - 1)).otherwise(F.array().cast("array<int>"))
+        draws = F.transform(candidates, lambda t: F.struct(F.xxhash64(S.USER_ID, t, F.lit(seed)).alias("draw"),
+                                                           t.alias(POS)))
+        chosen = F.slice(F.sort_array(draws), 1, max_examples_per_user).getField(POS)
+    # Shuffle whole sequences (not L-wide windows) into their files, then cut the windows.
+    users = (sequences.select(F.pmod(F.xxhash64(S.USER_ID), F.lit(2**31 - 1)).cast("int").alias(S.USER_IDX),
+                              S.USER_ID, SEQ, chosen.alias("_chosen"))
+             .repartition(num_files, S.USER_IDX))
+    exploded = users.select(S.USER_IDX, S.USER_ID, SEQ, F.explode("_chosen").alias(POS))
     start = F.greatest(F.lit(1), F.col(POS) - max_hist_len + 1)
     hist = F.slice(SEQ, start, F.col(POS) - start + 1)
-    return kept.select(
-        F.pmod(F.xxhash64(S.USER_ID), F.lit(2**31 - 1)).cast("int").alias(S.USER_IDX),
+    return exploded.select(
+        S.USER_IDX,
         left_pad(hist, max_hist_len).alias(S.HIST_ITEMS),
         F.size(hist).cast("int").alias(S.HIST_LEN),
-        F.col(S.TARGET_ITEM).cast("int"),
+        F.element_at(SEQ, F.col(POS) + 1).cast("int").alias(S.TARGET_ITEM),
         # An arbitrary but reproducible order, so consecutive rows are not one user's.
         F.xxhash64(S.USER_ID, POS).alias("_order"),
     )
@@ -98,33 +123,29 @@ def evaluation_users(sequences: DataFrame, max_hist_len: int, held_out: Column) 
 
     Targets are the distinct held-out items not already in the input (those are
     excluded from recommendations, so they could never be hit).
-    Output: ``user_id, hist_items, hist_len, seen_items, target_items``.
+    Output: ``user_id, split, hist_items, hist_len, seen_items, target_items``.
     """
     n_input = F.col(SEQ_LEN) - held_out
     input_items = F.slice(SEQ, 1, n_input)
     targets = F.array_except(F.slice(SEQ, n_input + 1, held_out), input_items)
-    return sequences.select(S.USER_ID, *histories(input_items, max_hist_len),
+    return sequences.select(S.USER_ID, S.SPLIT, *histories(input_items, max_hist_len),
                             targets.alias(S.TARGET_ITEMS))
 
 
-def scoring_histories(events: DataFrame, items: DataFrame, max_hist_len: int,
-                      exclude_event_types: list[str]) -> DataFrame:
+def scoring_histories(per_user: DataFrame, max_hist_len: int, exclude_event_types: list[str]) -> DataFrame:
     """Every user's last L known items (the scoring input) and the items to exclude.
 
-    ``events`` may hold users whose events were all filtered out of training: they
-    keep a row, with an empty history when none of their items is in the vocabulary
-    (scoring gives them the popularity fallback). ``seen_items`` holds the items of
-    ``exclude_event_types`` events only.
+    ``per_user`` comes from :func:`user_events` and may hold users whose events were
+    all filtered out of training: they keep a row, with an empty history when none of
+    their items is in the vocabulary (scoring gives them the popularity fallback).
+    ``seen_items`` holds the items of ``exclude_event_types`` events only.
     Output: ``user_id, hist_items int[L], hist_len, seen_items``.
     """
-    indexed = events.join(F.broadcast(items.select(S.ITEM_ID, S.ITEM_IDX)), S.ITEM_ID, "left")
-    known = F.when(F.col(S.ITEM_IDX).isNotNull(), F.struct(S.TS, S.ITEM_IDX, S.EVENT_TYPE))
-    grouped = indexed.groupBy(S.USER_ID).agg(F.sort_array(F.collect_list(known)).alias("events"))
     excluded = F.array(*[F.lit(t) for t in exclude_event_types]) if exclude_event_types else \
         F.array().cast("array<string>")
-    seen = F.filter("events", lambda e: F.array_contains(excluded, e.getField(S.EVENT_TYPE)))
-    ordered = F.col("events").getField(S.ITEM_IDX)
-    return grouped.select(
+    seen = F.filter(EVENTS, lambda e: F.array_contains(excluded, e.getField(S.EVENT_TYPE)))
+    ordered = F.col(EVENTS).getField(S.ITEM_IDX)
+    return per_user.select(
         S.USER_ID, left_pad(ordered, max_hist_len).alias(S.HIST_ITEMS),
         F.least(F.size(ordered), F.lit(max_hist_len)).cast("int").alias(S.HIST_LEN),
         F.array_distinct(seen.getField(S.ITEM_IDX)).alias(S.SEEN_ITEMS))

@@ -58,12 +58,26 @@ def reason(rules: Rules) -> Column:
 
 
 def split_quarantine(parsed: DataFrame, rules: Rules, run_id: str) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(checked, events, quarantine): ``checked`` carries a ``reason`` column (cache it to count once)."""
-    checked = parsed.withColumn(S.REASON, reason(rules))
-    quarantine = (checked.where(F.col(S.REASON).isNotNull())
-                  .select(S.RAW, S.REASON, S.SOURCE_FILE, F.lit(run_id).alias(S.RUN_ID)))
-    events = (checked.where(F.col(S.REASON).isNull())
-              .select(S.USER_ID, S.ITEM_ID, S.CATEGORY_ID, S.EVENT_TYPE, S.WEIGHT, S.TS,
-                      F.to_date(S.TS).alias(S.DT)))
-    return checked, events, quarantine
+    """(checked, events, quarantine) of the parsed records.
 
+    ``checked`` is every record with a ``reason`` column (null: valid); it keeps ``raw``
+    and ``source_file`` for quarantined records only, as valid ones never need them again.
+    """
+    bad = reason(rules)
+    checked = parsed.select(
+        F.when(bad.isNotNull(), F.col(S.RAW)).alias(S.RAW),
+        F.when(bad.isNotNull(), F.col(S.SOURCE_FILE)).alias(S.SOURCE_FILE),
+        S.USER_ID, S.ITEM_ID, S.CATEGORY_ID, S.EVENT_TYPE, S.WEIGHT, S.TS, bad.alias(S.REASON))
+    return checked, valid_events(checked), quarantined(checked, run_id)
+
+
+def valid_events(checked: DataFrame) -> DataFrame:
+    """The canonical events (``schema.spark_schema("events")`` columns) among ``checked`` records."""
+    return (checked.where(F.col(S.REASON).isNull())
+            .select(S.USER_ID, S.ITEM_ID, S.CATEGORY_ID, S.EVENT_TYPE, S.WEIGHT, S.TS, F.to_date(S.TS).alias(S.DT)))
+
+
+def quarantined(checked: DataFrame, run_id: str) -> DataFrame:
+    """The quarantine table's rows among ``checked`` records."""
+    return (checked.where(F.col(S.REASON).isNotNull())
+            .select(S.RAW, S.REASON, S.SOURCE_FILE, F.lit(run_id).alias(S.RUN_ID)))
