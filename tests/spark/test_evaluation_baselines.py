@@ -71,6 +71,10 @@ def test_itemknn_similarities_are_cosines_and_rankings_beat_random(inputs):
     assert similarity[itemknn.SIMILARITY].between(0.0, 1.0 + 1e-12).all()
     assert (similarity[S.ITEM_IDX] != similarity[itemknn.NEIGHBOUR]).all()
     assert similarity.groupby(S.ITEM_IDX).size().max() <= 30
+    # sim(i, j) = sim(j, i) wherever both directions survived the top-30 cut.
+    both = similarity.merge(similarity, left_on=[S.ITEM_IDX, itemknn.NEIGHBOUR],
+                            right_on=[itemknn.NEIGHBOUR, S.ITEM_IDX])
+    assert len(both) and np.allclose(both[f"{itemknn.SIMILARITY}_x"], both[f"{itemknn.SIMILARITY}_y"])
     ranked = itemknn.rankings(itemknn.similarities(interactions, 30), users, TOP_N).toPandas()
     padded = check_rankings(ranked, table, num_items)
     assert recall(padded, ranked, table) > 2 * random_recall(table, num_items)

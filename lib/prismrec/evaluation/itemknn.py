@@ -20,10 +20,13 @@ SIMILARITY = "similarity"
 def similarities(interactions: DataFrame, neighbours: int) -> DataFrame:
     """``user_idx, item_idx`` pairs → ``item_idx, neighbour, similarity`` (top ``neighbours`` per item)."""
     counts = interactions.groupBy(S.ITEM_IDX).agg(F.count(F.lit(1)).alias("_users"))
-    pairs = (interactions.alias("a").join(interactions.alias("b"), S.USER_IDX)
-             .where(F.col(f"a.{S.ITEM_IDX}") != F.col(f"b.{S.ITEM_IDX}"))
-             .groupBy(F.col(f"a.{S.ITEM_IDX}").alias(S.ITEM_IDX), F.col(f"b.{S.ITEM_IDX}").alias(NEIGHBOUR))
-             .agg(F.count(F.lit(1)).alias("_both")))
+    # Co-counts are symmetric: count each unordered pair once (half the shuffle), then mirror it.
+    half = (interactions.alias("a").join(interactions.alias("b"), S.USER_IDX)
+            .where(F.col(f"a.{S.ITEM_IDX}") < F.col(f"b.{S.ITEM_IDX}"))
+            .groupBy(F.col(f"a.{S.ITEM_IDX}").alias(S.ITEM_IDX), F.col(f"b.{S.ITEM_IDX}").alias(NEIGHBOUR))
+            .agg(F.count(F.lit(1)).alias("_both")))
+    pairs = half.unionByName(half.select(F.col(NEIGHBOUR).alias(S.ITEM_IDX), F.col(S.ITEM_IDX).alias(NEIGHBOUR),
+                                         "_both"))
     scored = (pairs.join(F.broadcast(counts), S.ITEM_IDX)
               .join(F.broadcast(counts.withColumnRenamed(S.ITEM_IDX, NEIGHBOUR).withColumnRenamed("_users", "_other")),
                     NEIGHBOUR)
