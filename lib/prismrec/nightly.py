@@ -105,6 +105,8 @@ class Night:
         self.manifest_path = self.layout.root / "runs" / dt / "manifest.json"
         self.manifest = (json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file()
                          else {"dt": dt, "run_id": self.run_id, "stages": {}, "attempts": []})
+        self._forced: set[str] = set()  # set by run(): the stages to rerun even when done
+        self._previous: dict = {}  # set by run(): the stage entries as the last attempt left them
 
     @property
     def spark(self):
