@@ -120,8 +120,12 @@ def _run_horovodrun(spec: dict, ranks: int, timeout_s: int) -> list[dict]:
 def _run_spark(spec: dict, ranks: int) -> list[dict]:
     import horovod.spark
 
+    # Ranks are started on the executors with this interpreter (horovod/spark/runner.py,
+    # _launch_job: `executable or sys.executable`, the driver's). Under spark-submit --archives
+    # the executors' Python is PYSPARK_PYTHON (e.g. ./environment/bin/python), not the driver's path.
+    executable = os.environ.get("PYSPARK_PYTHON") or sys.executable
     return horovod.spark.run(train_rank, args=(spec,), num_proc=ranks, use_gloo=True,
-                             executable=sys.executable, env=rank_environment(), verbose=1)
+                             executable=executable, env=rank_environment(), verbose=1)
 
 
 def launch(spec: dict, launcher: str, ranks: int, timeout_s: int) -> list[dict]:
