@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -127,6 +127,9 @@ STAGE_CONF = {
     # collect_list as a streaming sort aggregate over the user-sorted records, instead of
     # a hash aggregate that falls back to sorting them again after 128 users.
     "spark.sql.execution.useObjectHashAggregateExec": "false",
+    # Smaller input splits (default 128 MiB): a single large log file still gives every
+    # core several parse tasks, so the last wave is short.
+    "spark.sql.files.maxPartitionBytes": str(64 * 2**20),
 }
 
 
