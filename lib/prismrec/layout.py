@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,18 @@ class Layout:
         return self.root / "reports"
 
 
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(partial, path)
+
+
 def record_stage(layout: Layout, run_id: str, stage: str, payload: dict) -> Path:
     """Merge one stage's counts and timings into ``reports/<run_id>.json``."""
-    layout.reports.mkdir(parents=True, exist_ok=True)
     path = layout.reports / f"{run_id}.json"
     report = json.loads(path.read_text()) if path.is_file() else {"run_id": run_id, "stages": {}}
     report["stages"][stage] = payload
-    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+    write_json(path, report)
     return path

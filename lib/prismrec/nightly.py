@@ -14,14 +14,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from datetime import date as Date, datetime, timedelta, timezone
 from pathlib import Path
 
 from prismrec.config import Config, ConfigError, from_dict, redact
-from prismrec.layout import Layout, record_stage
+from prismrec.layout import Layout, record_stage, write_json
 
 logger = logging.getLogger(__name__)
 STAGES = ("preprocess", "train", "evaluate", "quality_gate", "score", "publish")
@@ -49,14 +48,6 @@ def parse_date(text: str, lag_days: int = 0) -> str:
     if lag_days < 0:
         raise ConfigError(f"--lag-days {lag_days} is negative; use 0 or more days before --date")
     return str(day - timedelta(days=lag_days))
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(partial, path)
 
 
 def published_path(layout: Layout) -> Path:
@@ -117,7 +108,7 @@ class Night:
         return self._spark
 
     def save(self) -> None:
-        _write_json(self.manifest_path, self.manifest)
+        write_json(self.manifest_path, self.manifest)
 
     # -- the stages: each returns the counts it records ---------------------------------
     def preprocess(self) -> dict:
@@ -195,7 +186,7 @@ class Night:
                   "config_hash": self.config_hash, "published_at": datetime.now(timezone.utc).isoformat(),
                   "recommendations": str(self.layout.output_table("recommendations", self.dt)),
                   "user_interests": str(self.layout.output_table("user_interests", self.dt))}
-        _write_json(published_path(self.layout), record)
+        write_json(published_path(self.layout), record)
         # The model is exported; its checkpoints served only a resume of this night's training.
         shutil.rmtree(self.layout.root / "checkpoints" / self.model_id, ignore_errors=True)
         return record
