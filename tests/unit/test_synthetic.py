@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prismrec.logs.synthetic import EVENT_COLUMNS, SyntheticSpec, generate, write
+from prismrec.logs.synthetic import (EVENT_COLUMNS, SyntheticSpec, _session_interests, _spread_starts, generate,
+                                      write)
 
 SMALL = SyntheticSpec(num_users=150, num_items=400, num_categories=20, num_topics=5, max_interests=3,
                       mean_events_per_user=30.0, min_events_per_user=6, num_days=5, seed=3)
@@ -138,6 +139,9 @@ def test_write_round_trips(small_logs, tmp_path):
     ("noise_fraction", -0.1),
     ("zipf_exponent", float("nan")),
     ("focus", 1.5),
+    ("min_interest_weight", -0.1),
+    ("min_interest_weight", 0.34),  # SMALL holds up to 3 interests: 3 × 0.34 > 1
+    ("min_interest_weight", float("inf")),
     ("interest_width", 0.0),
     ("start_date", "2026-13-01"),
     ("start_date", "01/01/2026"),
@@ -160,6 +164,74 @@ def test_invalid_spec_message_says_what_is_allowed():
     with pytest.raises(ValueError) as raised:
         generate(dataclasses.replace(SMALL, num_topics=0))
     assert str(raised.value) == "synthetic.num_topics=0 is invalid: must be an integer >= 1 and <= num_categories"
+
+
+@pytest.mark.unit
+def test_invalid_weight_floor_message_says_how_to_fix_it():
+    with pytest.raises(ValueError) as raised:
+        generate(dataclasses.replace(SMALL, min_interest_weight=0.5))
+    assert str(raised.value) == (
+        "synthetic.min_interest_weight=0.5 is invalid: must be a number from 0 to 1/max_interests = 0.3333 "
+        "(each of up to max_interests interests gets at least this weight): lower it, or lower max_interests")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("floor", [0.0, 0.2, 1 / 3])
+def test_every_planted_weight_is_at_least_the_floor(floor):
+    interests = generate(dataclasses.replace(SMALL, min_interest_weight=floor)).user_interests
+    by_user = interests.groupby("user_id")["weight"]
+    assert (by_user.min() >= floor - 1e-12).all()
+    np.testing.assert_allclose(by_user.sum(), 1.0, rtol=0, atol=1e-12)
+    # The others' floors bound each weight from above: k = 3 at floor 0.2 leaves 1 - 2 × 0.2 = 0.6.
+    most = 1.0 - (by_user.size() - 1) * floor
+    assert (by_user.max() <= most + 1e-12).all()
+    if floor == 1 / 3:  # users holding 3 interests get exactly a third each
+        full = by_user.size() == 3
+        np.testing.assert_allclose(by_user.max()[full], 1 / 3, rtol=0, atol=1e-12)
+
+
+@pytest.mark.unit
+def test_each_interest_leads_one_of_the_longest_sessions():
+    # User 0: 5 sessions, 3 interests, all but all weight on slot 0; user 1: 2 sessions for 3 interests.
+    session_user = np.array([0, 0, 0, 0, 0, 1, 1])
+    session_length = np.array([1, 5, 2, 7, 3, 4, 4])
+    weights = np.array([[0.98, 0.01, 0.01], [1.0, 0.0, 0.0]])
+    picked = _session_interests(np.random.default_rng(0), session_user, session_length, weights, np.array([3, 1]))
+    # The three longest of user 0 (lengths 7, 5, 3: sessions 3, 1, 4) lead slots 0, 1, 2.
+    assert picked[[3, 1, 4]].tolist() == [0, 1, 2]
+    # User 1 holds one interest: both sessions are on it.
+    assert picked[[5, 6]].tolist() == [0, 0]
+    too_few = _session_interests(np.random.default_rng(0), np.array([0, 0]), np.array([3, 3]),
+                                 np.array([[1.0, 0.0, 0.0]]), np.array([3]))
+    assert too_few.tolist() == [0, 0]  # fewer sessions than interests: by weight only
+
+
+@pytest.mark.unit
+def test_sessions_of_one_interest_spread_over_the_window():
+    keys = np.array([5, 9, 5, 5, 5])
+    starts = _spread_starts(np.random.default_rng(0), keys, np.full(5, 100))
+    # Four sessions of key 5 over 0..100: one in each quarter, [0, 25), [25, 50), [50, 75), [75, 100).
+    assert sorted(starts[keys == 5] // 25) == [0, 1, 2, 3]
+    assert 0 <= starts[1] < 100
+
+
+@pytest.mark.unit
+def test_every_planted_interest_has_events():
+    # One event per session: every user (>= 6 events) has a session for each of up to 3 interests.
+    logs = generate(dataclasses.replace(SMALL, mean_session_length=1.0, noise_fraction=0.0))
+    events = logs.events.merge(logs.items[["item_id", "topic"]], on="item_id")
+    counts = events.groupby(["user_id", "topic"]).size().rename("events").reset_index()
+    planted = logs.user_interests.merge(counts, on=["user_id", "topic"], how="left")
+    assert planted["events"].notna().all()
+
+
+@pytest.mark.unit
+def test_planted_interests_show_at_least_three_events_nearly_always(small_logs):
+    events = small_logs.events.merge(small_logs.items[["item_id", "topic"]], on="item_id")
+    counts = events.groupby(["user_id", "topic"]).size().rename("events").reset_index()
+    planted = small_logs.user_interests.merge(counts, on=["user_id", "topic"], how="left").fillna({"events": 0})
+    # Unfloored Dirichlet(1) weights left about one in five interests with fewer than three events.
+    assert (planted["events"] >= 3).mean() > 0.95
 
 
 def _ring_distance_to_centre(logs) -> pd.Series:

@@ -1,8 +1,12 @@
 """Synthetic Taobao-style behaviour logs with planted, known user interests.
 
 Categories are grouped into latent topics; every user holds 1..``max_interests``
-topics with Dirichlet weights and browses in sessions, each session on one topic,
-so a multi-interest model can be checked against the ground truth it should find.
+topics and browses in sessions, each session on one topic, so a multi-interest model
+can be checked against the ground truth it should find. Every planted interest is
+really in the logs: its weight is at least ``min_interest_weight`` (the rest of the
+unit is shared by Dirichlet(1)), it leads one of the user's longest sessions (when
+the user has a session per interest; the other sessions pick their interest by
+weight), and its sessions are spread over the window, the m-th of c in the m-th c-th.
 
 Inside a topic, items lie on a ring, category by category (a category is an arc).
 Each planted interest also has a centre on its topic's ring: a ``focus`` share of
@@ -60,6 +64,7 @@ class SyntheticSpec:
     num_categories: int = 60
     num_topics: int = 8
     max_interests: int = 4
+    min_interest_weight: float = 0.2
     mean_events_per_user: float = 40.0
     min_events_per_user: int = 8
     num_days: int = 14
@@ -122,6 +127,11 @@ def validate(spec: SyntheticSpec) -> None:
             ("interest_drift", lambda value: 0 <= value <= 1, "a number from 0 to 1")):
         value = getattr(spec, name)
         check(name, is_number(value) and in_range(value), allowed)
+    # Every held interest gets the floor, so up to max_interests of them must fit in a weight of 1.
+    check("min_interest_weight", is_number(spec.min_interest_weight)
+          and 0 <= spec.min_interest_weight and spec.min_interest_weight * spec.max_interests <= 1,
+          f"a number from 0 to 1/max_interests = {1 / spec.max_interests:.4g} (each of up to max_interests "
+          "interests gets at least this weight): lower it, or lower max_interests")
     check("seed", is_int(spec.seed) and spec.seed >= 0, "an integer >= 0")
     check("start_date", _start_seconds(spec.start_date) is not None, "a date formatted YYYY-MM-DD")
 
@@ -160,6 +170,44 @@ def _near_centre(rng: np.random.Generator, ring: np.ndarray, topic_starts: np.nd
     return candidates[np.arange(len(topics)), chosen]
 
 
+def _session_interests(rng: np.random.Generator, session_user: np.ndarray, session_length: np.ndarray,
+                       interest_weights: np.ndarray, num_interests: np.ndarray) -> np.ndarray:
+    """The interest slot of each session [S]; ``session_user`` [S] is sorted, ``interest_weights`` [U, max_interests].
+
+    A user with at least as many sessions as interests gives each interest one of their longest
+    sessions (slots are in random order, so which one is random): every planted interest shows
+    a session's worth of events. Every other session draws its interest by weight.
+    """
+    sessions_per_user = np.bincount(session_user, minlength=len(num_interests))
+    user_first_session = np.cumsum(sessions_per_user) - sessions_per_user
+    longest_first = np.lexsort((rng.random(len(session_user)), -session_length, session_user))
+    length_rank = np.empty(len(session_user), dtype=np.int64)
+    length_rank[longest_first] = np.arange(len(session_user)) - user_first_session[session_user[longest_first]]
+    cumulative_weights = np.cumsum(interest_weights[session_user], axis=1)
+    picked = (rng.random(len(session_user))[:, None] >= cumulative_weights).sum(axis=1)
+    picked = np.minimum(picked, num_interests[session_user] - 1)
+    leads = (sessions_per_user >= num_interests)[session_user] & (length_rank < num_interests[session_user])
+    picked[leads] = length_rank[leads]
+    return picked
+
+
+def _spread_starts(rng: np.random.Generator, session_key: np.ndarray, latest_start: np.ndarray) -> np.ndarray:
+    """Start of each session [S] in seconds, from 0 to its ``latest_start`` [S].
+
+    The c sessions sharing a key (one user's interest) are spread over the window: in a random
+    order, the m-th starts at a random point of the m-th c-th of its range.
+    """
+    order = np.lexsort((rng.random(len(session_key)), session_key))
+    sorted_key = session_key[order]
+    run_first = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
+    run_start = np.flatnonzero(run_first)
+    run_of = np.cumsum(run_first) - 1
+    stratum, count = np.empty(len(order)), np.empty(len(order))
+    stratum[order] = np.arange(len(order)) - run_start[run_of]
+    count[order] = np.diff(np.r_[run_start, len(order)])[run_of]
+    return ((stratum + rng.random(len(order))) / count * latest_start).astype(np.int64)
+
+
 def generate(spec: SyntheticSpec) -> SyntheticLogs:
     """Generate events, user interests and item truth for ``spec``; the same spec gives identical frames."""
     validate(spec)
@@ -191,12 +239,15 @@ def generate(spec: SyntheticSpec) -> SyntheticLogs:
     item_position[ring] = (np.arange(num_items) - np.repeat(topic_ends - topic_sizes, topic_sizes) + 0.5) \
         / np.repeat(topic_sizes, topic_sizes)
 
-    # Interests: k distinct topics per user (first k of a random order), Dirichlet(1) weights.
+    # Interests: k distinct topics per user (first k of a random order); weights are the floor
+    # plus the rest of the unit shared by Dirichlet(1), so no planted interest is a mere trace.
     num_interests = rng.integers(1, spec.max_interests + 1, size=num_users)
     user_topics = np.argsort(rng.random((num_users, num_topics)), axis=1)[:, :spec.max_interests]
     held = np.arange(spec.max_interests)[None, :] < num_interests[:, None]
     raw_weights = rng.exponential(size=(num_users, spec.max_interests)) * held
-    interest_weights = raw_weights / raw_weights.sum(axis=1, keepdims=True)
+    shared = 1.0 - num_interests * spec.min_interest_weight
+    interest_weights = (spec.min_interest_weight + shared[:, None] * raw_weights
+                        / raw_weights.sum(axis=1, keepdims=True)) * held
     interest_centres = rng.random((num_users, spec.max_interests))
     interest_drift_sign = rng.choice([-1.0, 1.0], size=(num_users, spec.max_interests))
 
@@ -211,9 +262,8 @@ def generate(spec: SyntheticSpec) -> SyntheticLogs:
     event_session = np.cumsum(starts_session) - 1
     session_first_event = np.flatnonzero(starts_session)
     session_user = event_user[session_first_event]
-    cumulative_weights = np.cumsum(interest_weights[session_user], axis=1)
-    picked = (rng.random(len(session_user))[:, None] >= cumulative_weights).sum(axis=1)
-    picked = np.minimum(picked, num_interests[session_user] - 1)
+    session_length = np.diff(np.r_[session_first_event, num_events])
+    picked = _session_interests(rng, session_user, session_length, interest_weights, num_interests)
     session_topic = user_topics[session_user, picked]
 
     event_topic = session_topic[event_session]
@@ -228,9 +278,10 @@ def generate(spec: SyntheticSpec) -> SyntheticLogs:
     offset_in_session = elapsed - elapsed[session_first_event][event_session]
     session_span = offset_in_session[np.r_[session_first_event[1:] - 1, num_events - 1]]
     window_s = spec.num_days * SECONDS_PER_DAY
-    # Sessions start at any time of any day, yet still end inside the window.
+    # Sessions start at any time of any day, yet still end inside the window; a held interest
+    # recurs over the whole window rather than in one burst.
     latest_start = np.maximum(window_s - session_span, 1)
-    session_start = (rng.random(len(session_user)) * latest_start).astype(np.int64)
+    session_start = _spread_starts(rng, session_user * spec.max_interests + picked, latest_start)
     seconds_in_window = np.minimum(session_start[event_session] + offset_in_session, window_s - 1)
     timestamps = _start_seconds(spec.start_date) + seconds_in_window
     # A centre drifts along its ring and arrives at interest_centres at the window's end.
