@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 STAGES = ("generate", "preprocess", "train", "score", "evaluate")
 COMMANDS = {
     "doctor": "check the installed stack (versions, Horovod build, Java) and say how to fix it",
@@ -30,7 +30,8 @@ logger = logging.getLogger("prismrec")
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="prismrec", description="Multi-interest recommendations: Spark + Horovod + TensorFlow.",
-        epilog="exit codes: 0 ok, 1 unexpected failure, 2 bad config, 3 bad input, 4 refused to publish")
+        epilog="exit codes: 0 ok, 1 unexpected failure, 2 bad config, 3 bad input, 4 refused to publish, "
+               "5 another run of the same date is in progress (run)")
     commands = top.add_subparsers(dest="command", metavar="command", required=True)
     for name, help_text in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -97,11 +98,13 @@ def demo(cfg) -> dict:
 
 def classify(error: BaseException) -> int:
     from prismrec.config import ConfigError
-    from prismrec.nightly import QualityGateError, StageFailed
+    from prismrec.nightly import NightBusy, QualityGateError, StageFailed
     from prismrec.preprocess import InputError
 
     if isinstance(error, StageFailed):
         return classify(error.cause)
+    if isinstance(error, NightBusy):
+        return EXIT_BUSY
     if isinstance(error, ConfigError):
         return EXIT_CONFIG
     from prismrec.scoring.explain import UnknownUserError

@@ -14,10 +14,14 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
+import socket
 import time
+from contextlib import contextmanager
 from datetime import date as Date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 from prismrec.config import Config, ConfigError, from_dict, redact
 from prismrec.layout import Layout, record_stage, write_json
@@ -37,6 +41,57 @@ class StageFailed(RuntimeError):
 
 class QualityGateError(RuntimeError):
     """Tonight's model is too far below the published one; nothing was published."""
+
+
+class NightBusy(RuntimeError):
+    """Another process holds the date's lock; nothing was run."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextmanager
+def date_lock(path: Path, dt: str) -> Iterator[None]:
+    """Hold ``path`` (``runs/<date>/LOCK``) while one run of the date works; remove it after.
+
+    The lock is created atomically and names its holder (host, pid, start). A lock whose
+    process died on this host is taken over; any other refuses the run with NightBusy.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": datetime.now(timezone.utc).isoformat()}
+    for _ in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                other = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                other = {}
+            if other.get("host") == holder["host"] and isinstance(other.get("pid"), int) and not _alive(other["pid"]):
+                logger.warning("nightly %s: taking over %s, left by pid %s that is no longer running", dt, path,
+                               other["pid"])
+                path.unlink(missing_ok=True)
+                continue
+            raise NightBusy(
+                f"nightly {dt}: another run holds {path} (host {other.get('host', '?')}, pid {other.get('pid', '?')}, "
+                f"since {other.get('started', '?')}); wait for it to finish, or, if no run of {dt} is active, "
+                f"delete {path} and rerun") from None
+        with os.fdopen(descriptor, "w") as lock:
+            json.dump(holder, lock)
+        break
+    else:
+        raise NightBusy(f"nightly {dt}: could not take {path}; another run took it first")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def parse_date(text: str, lag_days: int = 0) -> str:
@@ -289,5 +344,11 @@ class Night:
 
 
 def run_night(cfg: Config, dt: str, force: bool = False, force_stage: str = "", spark=None) -> dict:
-    """Run (or resume) the night of ``dt``; returns its manifest, raises :class:`StageFailed`."""
-    return Night(cfg, dt, spark).run(force, force_stage)
+    """Run (or resume) the night of ``dt``; returns its manifest, raises :class:`StageFailed`.
+
+    Raises :class:`NightBusy` when another run of ``dt`` is under way: two runs of one date
+    would overwrite each other's tables and manifest.
+    """
+    lock = Layout.of(nightly_config(cfg, dt)).root / "runs" / dt / "LOCK"
+    with date_lock(lock, dt):
+        return Night(cfg, dt, spark).run(force, force_stage)

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +14,10 @@ import pytest
 
 from conftest import tiny_config
 from prismrec import schema as S
-from prismrec.cli import EXIT_INPUT, EXIT_REFUSED, main, run_stage
+from prismrec.cli import EXIT_BUSY, EXIT_INPUT, EXIT_REFUSED, main, run_stage
 from prismrec.config import REDACTED
 from prismrec.layout import Layout
-from prismrec.nightly import STAGES, read_published, run_night
+from prismrec.nightly import STAGES, date_lock, read_published, run_night
 
 pytestmark = pytest.mark.smoke
 NIGHT, NEXT_NIGHT = "2026-01-14", "2026-01-15"  # the logs' last day, and a night with no new events
@@ -168,3 +172,34 @@ def test_a_failed_stage_exits_non_zero_and_is_named_in_the_error_and_the_manifes
     manifest = json.loads((Layout.of(cfg).root / "runs" / NIGHT / "manifest.json").read_text())
     assert (manifest["failed_stage"], manifest["stages"]["preprocess"]["status"]) == ("preprocess", "failed")
     assert "does not exist" in manifest["stages"]["preprocess"]["error"]
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from prismrec.nightly import date_lock
+with date_lock(Path(sys.argv[1]), sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_run_of_a_date_is_refused_while_another_holds_it_and_a_dead_holder_is_replaced(tmp_path, capsys):
+    cfg = tiny_config(tmp_path)
+    lock = Layout.of(cfg).root / "runs" / NIGHT / "LOCK"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock), NIGHT], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(cli_args(cfg, "--date", NIGHT)) == EXIT_BUSY
+        error = capsys.readouterr().err
+        assert f"another run holds {lock}" in error and f"pid {holder.pid}" in error
+        assert not (lock.parent / "manifest.json").exists()  # nothing ran
+    finally:
+        holder.send_signal(signal.SIGKILL)  # dies without removing its lock
+        holder.wait()
+    assert json.loads(lock.read_text())["pid"] == holder.pid
+    with pytest.raises(RuntimeError, match="inside"):
+        with date_lock(lock, NIGHT):
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+            raise RuntimeError("inside")
+    assert not lock.exists()
