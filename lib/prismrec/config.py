@@ -165,6 +165,7 @@ class EvaluateSection:
 class NightlySection:
     train_mode: str = "full"  # full | warm (start from the published model's weights)
     max_ndcg_drop: float = 0.05  # refuse to publish below (1 - this) × the published model's valid NDCG@50
+    keep_models: int = 7  # nightly model directories kept after a publish (newest dates; 0 keeps all)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -103,6 +104,24 @@ def parse_date(text: str, lag_days: int = 0) -> str:
     if lag_days < 0:
         raise ConfigError(f"--lag-days {lag_days} is negative; use 0 or more days before --date")
     return str(day - timedelta(days=lag_days))
+
+
+def prune_models(models: Path, run_name: str, keep: int, protected: set[str]) -> list[str]:
+    """Remove the nightly model directories of ``run_name`` older than its ``keep`` newest dates.
+
+    Nightly models are named ``<run_name>-<YYYY-MM-DD>-<encoder>``; other directories, and
+    the names in ``protected``, stay. ``keep`` 0 keeps everything. Returns the removed names.
+    """
+    if keep == 0:
+        return []
+    pattern = re.compile(rf"{re.escape(run_name)}-(\d{{4}}-\d{{2}}-\d{{2}})-.+")
+    dated = sorted(((match.group(1), path.name) for path in models.iterdir()
+                    if path.is_dir() and (match := pattern.fullmatch(path.name))), reverse=True)
+    kept_dates = sorted({day for day, _ in dated}, reverse=True)[:keep]
+    removed = [name for day, name in dated if day not in kept_dates and name not in protected]
+    for name in removed:
+        shutil.rmtree(models / name)
+    return sorted(removed)
 
 
 def published_path(layout: Layout) -> Path:
@@ -244,7 +263,13 @@ class Night:
         write_json(published_path(self.layout), record)
         # The model is exported; its checkpoints served only a resume of this night's training.
         shutil.rmtree(self.layout.root / "checkpoints" / self.model_id, ignore_errors=True)
-        return record
+        latest = self.layout.root / "models" / "LATEST"
+        protected = {self.model_id, *([latest.read_text().strip()] if latest.is_file() else [])}
+        pruned = prune_models(self.layout.root / "models", self.cfg.run.name, self.cfg.nightly.keep_models, protected)
+        if pruned:
+            logger.info("nightly %s: removed %d model(s) older than the %d newest nights: %s", self.dt, len(pruned),
+                        self.cfg.nightly.keep_models, ", ".join(pruned))
+        return {**record, "pruned_models": pruned}
 
     # -- bookkeeping ----------------------------------------------------------------------
     def forced(self, stage: str) -> bool:
@@ -276,6 +301,9 @@ class Night:
     def run(self, force: bool = False, force_stage: str = "") -> dict:
         if force_stage and force_stage not in STAGES:
             raise ConfigError(f"--force-stage {force_stage!r} is not a stage; stages: {', '.join(STAGES)}")
+        if self.cfg.nightly.keep_models < 0:
+            raise ConfigError(f"nightly.keep_models={self.cfg.nightly.keep_models} is negative; use the number of "
+                              f"nights whose models to keep, or 0 to keep them all")
         first_forced = 0 if force else STAGES.index(force_stage) if force_stage else len(STAGES)
         self._forced = set(STAGES[first_forced:])
         self._previous = json.loads(json.dumps(self.manifest["stages"]))

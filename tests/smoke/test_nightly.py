@@ -14,10 +14,10 @@ import pytest
 
 from conftest import tiny_config
 from prismrec import schema as S
-from prismrec.cli import EXIT_BUSY, EXIT_INPUT, EXIT_REFUSED, main, run_stage
+from prismrec.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED, main, run_stage
 from prismrec.config import REDACTED
 from prismrec.layout import Layout
-from prismrec.nightly import STAGES, date_lock, read_published, run_night
+from prismrec.nightly import STAGES, date_lock, prune_models, read_published, run_night
 
 pytestmark = pytest.mark.smoke
 NIGHT, NEXT_NIGHT = "2026-01-14", "2026-01-15"  # the logs' last day, and a night with no new events
@@ -127,6 +127,7 @@ def test_warm_night_starts_from_the_published_weights(spark, night):
     train = manifest["stages"]["train"]["counts"]
     assert train["warm_start"] == str(Layout.of(cfg).model_dir(published_before))
     assert read_published(Layout.of(cfg))["model_id"] == f"test-{NEXT_NIGHT}-self_attentive"
+    assert manifest["stages"]["publish"]["counts"]["pruned_models"] == []  # two nights, seven kept
 
 
 def test_warm_start_carries_item_rows_by_item_id(night, tmp_path):
@@ -203,3 +204,28 @@ def test_a_second_run_of_a_date_is_refused_while_another_holds_it_and_a_dead_hol
             assert json.loads(lock.read_text())["pid"] == os.getpid()
             raise RuntimeError("inside")
     assert not lock.exists()
+
+
+def test_old_nightly_models_are_pruned_but_the_newest_nights_and_protected_ones_stay(tmp_path):
+    models = tmp_path / "models"
+    names = [f"test-2026-01-0{day}-{encoder}" for day in range(1, 6) for encoder in ("self_attentive", "mean_pool")]
+    others = ["other-2026-01-01-self_attentive", "test-handmade"]
+    for name in [*names, *others]:
+        (models / name).mkdir(parents=True)
+        (models / name / "manifest.json").write_text("{}")
+    (models / "LATEST").write_text("test-2026-01-02-mean_pool\n")
+    removed = prune_models(models, "test", keep=2, protected={"test-2026-01-02-mean_pool"})
+    assert removed == sorted(f"test-2026-01-0{day}-{encoder}" for day in (1, 2, 3)
+                             for encoder in ("self_attentive", "mean_pool") if (day, encoder) != (2, "mean_pool"))
+    assert sorted(path.name for path in models.iterdir()) == sorted(
+        [*(f"test-2026-01-0{day}-{encoder}" for day in (4, 5) for encoder in ("self_attentive", "mean_pool")),
+         "test-2026-01-02-mean_pool", *others, "LATEST"])
+    assert prune_models(models, "test", keep=0, protected=set()) == []
+
+
+def test_a_negative_keep_models_is_a_config_error_before_any_stage(tmp_path, capsys):
+    cfg = tiny_config(tmp_path)
+    assert main(cli_args(cfg, "--date", NIGHT, "--set", "nightly.keep_models=-1")) == EXIT_CONFIG
+    assert "nightly.keep_models=-1 is negative" in capsys.readouterr().err
+    assert not (Layout.of(cfg).root / "runs" / NIGHT / "manifest.json").exists()
+    assert not (Layout.of(cfg).root / "runs" / NIGHT / "LOCK").exists()
