@@ -100,7 +100,13 @@ def deduplicate(checked: DataFrame, max_events_per_user: int) -> DataFrame:
                                               F.lit("max_events_per_user")))
 
 
-def tag_filters(deduplicated: DataFrame, cfg: Config) -> DataFrame:
+def item_event_counts(deduplicated: DataFrame) -> DataFrame:
+    """``item_id, _item_events``: each item's events that no earlier rule removed (as small as the catalogue)."""
+    untagged = F.col(S.REASON).isNull() & F.col(FILTER).isNull()
+    return deduplicated.where(untagged).groupBy(S.ITEM_ID).agg(F.count(F.lit(1)).alias("_item_events"))
+
+
+def tag_filters(deduplicated: DataFrame, item_events: DataFrame, cfg: Config) -> DataFrame:
     """Tag each remaining valid event with the first of the later named rules that removes it.
 
     After :func:`deduplicate`'s bot rule: items with fewer than ``min_item_events``
@@ -108,12 +114,12 @@ def tag_filters(deduplicated: DataFrame, cfg: Config) -> DataFrame:
     no earlier rule removed). ``filter_rule`` stays null for kept events and for
     quarantined records; tagging instead of filtering lets one action count every
     record. The per-item counts, a table as small as the catalogue, are broadcast, so
-    the output keeps the input's partitioning by user. Adds ``dt``.
+    the output keeps the input's partitioning by user. ``item_events`` is
+    :func:`item_event_counts` of ``deduplicated``. Adds ``dt``.
     """
     pre = cfg.preprocess
     untagged = F.col(S.REASON).isNull() & F.col(FILTER).isNull()
     columns = [c for c in deduplicated.columns if c != FILTER]
-    item_events = deduplicated.where(untagged).groupBy(S.ITEM_ID).agg(F.count(F.lit(1)).alias("_item_events"))
     tagged = (deduplicated.join(F.broadcast(item_events), S.ITEM_ID, "left")
               .select(*columns, F.when(untagged & (F.coalesce("_item_events", F.lit(0)) < pre.min_item_events),
                                        F.lit("min_item_events")).otherwise(F.col(FILTER)).alias(FILTER)))
@@ -227,7 +233,9 @@ def _run(spark: SparkSession, cfg: Config) -> dict:
     checked = validate.split_quarantine(read_source(spark, cfg), validation_rules(cfg), "")[0]
     with job_group(spark, "preprocess", "read, validate, deduplicate, filter and count input records"):
         deduplicated = deduplicate(checked, pre.max_events_per_user).persist(StorageLevel.MEMORY_AND_DISK)
-        tagged = tag_filters(deduplicated, cfg)
+        # Cached too: each step that reads the tagged records broadcasts them again.
+        item_events = item_event_counts(deduplicated).persist()
+        tagged = tag_filters(deduplicated, item_events, cfg)
         counts, last_day = count_records(tagged)
     quarantined = sum(counts["quarantined"].values())
     logger.info("preprocess: %d input records, %d quarantined %s; kept %d events; %d duplicates; filtered %s "
@@ -237,6 +245,7 @@ def _run(spark: SparkSession, cfg: Config) -> dict:
         check_counts(counts, source_path(cfg), pre.max_bad_fraction)
     except InputError:
         deduplicated.unpersist()
+        item_events.unpersist()
         raise
     valid = F.col(S.REASON).isNull()
     kept = validate.valid_events(tagged.where(F.col(FILTER).isNull()))
@@ -288,6 +297,6 @@ def _run(spark: SparkSession, cfg: Config) -> dict:
     logger.info("preprocess: done in %.1fs: %d users %s, %d training examples in %d row groups",
                 meta["seconds"], sum(split_counts.values()), split_counts, train_layout["rows"],
                 train_layout["row_groups"])
-    for frame in (deduplicated, items, per_user):
+    for frame in (deduplicated, item_events, items, per_user):
         frame.unpersist()
     return meta
