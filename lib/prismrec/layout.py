@@ -36,8 +36,25 @@ class Layout:
                 f"run `prismrec preprocess` with the same paths.output first")
         return json.loads(self.meta_path.read_text())
 
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
     def model_dir(self, model_id: str) -> Path:
-        return self.root / "models" / model_id
+        return self.models / model_id
+
+    @property
+    def latest_model(self) -> Path:
+        """``models/LATEST``: the id of the model the last train stage wrote."""
+        return self.models / "LATEST"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def night_dir(self, dt: str) -> Path:
+        """``runs/<dt>``: the nightly run's manifest, resolved config and lock for one date."""
+        return self.runs / dt
 
     def output_table(self, name: str, dt: str) -> Path:
         """A published, dt-partitioned output: recommendations or user_interests."""

@@ -48,7 +48,18 @@ class NightBusy(RuntimeError):
     """Another process holds the date's lock; nothing was run."""
 
 
-def _alive(pid: int) -> bool:
+def _lock_holder(path: Path) -> dict:
+    """What a lock file says of its holder; empty when it is gone or half written."""
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(pid) -> bool:
+    """Whether process ``pid`` runs on this host; an unreadable pid counts as alive."""
+    if not isinstance(pid, int):
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -67,15 +78,13 @@ def date_lock(path: Path, dt: str) -> Iterator[None]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": datetime.now(timezone.utc).isoformat()}
-    for _ in range(2):
+    for attempt in (1, 2):
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
         except FileExistsError:
-            try:
-                other = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                other = {}
-            if other.get("host") == holder["host"] and isinstance(other.get("pid"), int) and not _alive(other["pid"]):
+            other = _lock_holder(path)
+            if attempt == 1 and other.get("host") == holder["host"] and not _alive(other.get("pid")):
                 logger.warning("nightly %s: taking over %s, left by pid %s that is no longer running", dt, path,
                                other["pid"])
                 path.unlink(missing_ok=True)
@@ -84,11 +93,8 @@ def date_lock(path: Path, dt: str) -> Iterator[None]:
                 f"nightly {dt}: another run holds {path} (host {other.get('host', '?')}, pid {other.get('pid', '?')}, "
                 f"since {other.get('started', '?')}); wait for it to finish, or, if no run of {dt} is active, "
                 f"delete {path} and rerun") from None
-        with os.fdopen(descriptor, "w") as lock:
-            json.dump(holder, lock)
-        break
-    else:
-        raise NightBusy(f"nightly {dt}: could not take {path}; another run took it first")
+    with os.fdopen(descriptor, "w") as lock:
+        json.dump(holder, lock)
     try:
         yield
     finally:
@@ -125,7 +131,7 @@ def prune_models(models: Path, run_name: str, keep: int, protected: set[str]) ->
 
 
 def published_path(layout: Layout) -> Path:
-    return layout.root / "models" / "PUBLISHED.json"
+    return layout.models / "PUBLISHED.json"
 
 
 def read_published(layout: Layout) -> dict | None:
@@ -167,7 +173,7 @@ class Night:
         self.run_id = f"{self.cfg.run.name}-{dt}"
         self.model_id = f"{self.run_id}-{self.cfg.model.encoder}"
         self.config_hash = stages_hash(self.cfg)
-        self.manifest_path = self.layout.root / "runs" / dt / "manifest.json"
+        self.manifest_path = self.layout.night_dir(dt) / "manifest.json"
         self.manifest = (json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file()
                          else {"dt": dt, "run_id": self.run_id, "stages": {}, "attempts": []})
         self._forced: set[str] = set()  # set by run(): the stages to rerun even when done
@@ -263,9 +269,9 @@ class Night:
         write_json(published_path(self.layout), record)
         # The model is exported; its checkpoints served only a resume of this night's training.
         shutil.rmtree(self.layout.root / "checkpoints" / self.model_id, ignore_errors=True)
-        latest = self.layout.root / "models" / "LATEST"
+        latest = self.layout.latest_model
         protected = {self.model_id, *([latest.read_text().strip()] if latest.is_file() else [])}
-        pruned = prune_models(self.layout.root / "models", self.cfg.run.name, self.cfg.nightly.keep_models, protected)
+        pruned = prune_models(self.layout.models, self.cfg.run.name, self.cfg.nightly.keep_models, protected)
         if pruned:
             logger.info("nightly %s: removed %d model(s) older than the %d newest nights: %s", self.dt, len(pruned),
                         self.cfg.nightly.keep_models, ", ".join(pruned))
@@ -291,7 +297,7 @@ class Night:
 
     def eta(self, remaining: tuple[str, ...]) -> str:
         """The remaining stages' seconds on the last other night that ran them all."""
-        others = sorted(p for p in (self.layout.root / "runs").glob("*/manifest.json") if p.parent.name != self.dt)
+        others = sorted(p for p in self.layout.runs.glob("*/manifest.json") if p.parent.name != self.dt)
         for path in reversed(others):
             stages = json.loads(path.read_text()).get("stages", {})
             if all(stages.get(s, {}).get("status") == "done" for s in remaining):
@@ -377,6 +383,6 @@ def run_night(cfg: Config, dt: str, force: bool = False, force_stage: str = "", 
     Raises :class:`NightBusy` when another run of ``dt`` is under way: two runs of one date
     would overwrite each other's tables and manifest.
     """
-    lock = Layout.of(nightly_config(cfg, dt)).root / "runs" / dt / "LOCK"
+    lock = Layout.of(nightly_config(cfg, dt)).night_dir(dt) / "LOCK"
     with date_lock(lock, dt):
         return Night(cfg, dt, spark).run(force, force_stage)

@@ -19,7 +19,7 @@ def model_dir(cfg: Config, layout: Layout) -> str:
     """``score.model_id`` if set, else the model the last train stage wrote (models/LATEST)."""
     model_id = cfg.score.model_id
     if not model_id:
-        latest = layout.root / "models" / "LATEST"
+        latest = layout.latest_model
         if not latest.is_file():
             raise FileNotFoundError(f"no trained model under {latest.parent}; run `prismrec train` first "
                                     f"or set --set score.model_id=<id>")

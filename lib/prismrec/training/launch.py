@@ -167,8 +167,7 @@ def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -
               "epochs": results[0]["epochs"], "best_valid_ndcg@50": results[0]["best_valid_ndcg"],
               "rank_results": results, "seconds": round(time.time() - started, 2)}
     record_stage(Layout.of(cfg), spec["run_id"], "train", report)
-    latest = Layout.of(cfg).root / "models" / "LATEST"
-    latest.write_text(Path(spec["model_dir"]).name + "\n")
+    Layout.of(cfg).latest_model.write_text(Path(spec["model_dir"]).name + "\n")
     logger.info("train: done in %.1fs, final loss %.4f, best valid ndcg@50 %.4f, artifact %s",
                 report["seconds"], report["final_loss"], report["best_valid_ndcg@50"], report["model_dir"])
     return report
