@@ -227,30 +227,34 @@ def split_sequences(seqs: DataFrame, cfg: Config) -> tuple[DataFrame, DataFrame]
 
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run the stage; returns the stage report (also written to ``reports/<run_id>.json``)."""
+    cached: list[DataFrame] = []  # freed however the stage ends
     with stage_conf(spark):
-        return _run(spark, cfg)
+        try:
+            return _run(spark, cfg, cached)
+        finally:
+            for frame in cached:
+                frame.unpersist()
 
 
-def _run(spark: SparkSession, cfg: Config) -> dict:
+def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> dict:
+    def cache(frame: DataFrame) -> DataFrame:
+        cached.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+        return frame
+
     started = time.time()
     layout, pre = Layout.of(cfg), cfg.preprocess
     checked = validate.split_quarantine(read_source(spark, cfg), validation_rules(cfg), "")[0]
     with job_group(spark, "preprocess", "read, validate, deduplicate, filter and count input records"):
-        deduplicated = deduplicate(checked, pre.max_events_per_user).persist(StorageLevel.MEMORY_AND_DISK)
+        deduplicated = cache(deduplicate(checked, pre.max_events_per_user))
         # Cached too: each step that reads the tagged records broadcasts them again.
-        item_events = item_event_counts(deduplicated).persist()
+        item_events = cache(item_event_counts(deduplicated))
         tagged = tag_filters(deduplicated, item_events, cfg)
         counts, last_day = count_records(tagged)
     quarantined = sum(counts["quarantined"].values())
     logger.info("preprocess: %d input records, %d quarantined %s; kept %d events; %d duplicates; filtered %s "
                 "(%.1fs)", counts["input"], quarantined, counts["quarantined"], counts["kept"], counts["duplicates"],
                 counts["filtered"], time.time() - started)
-    try:
-        check_counts(counts, source_path(cfg), pre.max_bad_fraction)
-    except InputError:
-        deduplicated.unpersist()
-        item_events.unpersist()
-        raise
+    check_counts(counts, source_path(cfg), pre.max_bad_fraction)
     valid = F.col(S.REASON).isNull()
     kept = validate.valid_events(tagged.where(F.col(FILTER).isNull()))
     quarantine = validate.quarantined(tagged, f"{cfg.run.name}-preprocess")
@@ -260,7 +264,7 @@ def _run(spark: SparkSession, cfg: Config) -> dict:
     time_cutoff = (datetime.combine(last_day, datetime.min.time()) - timedelta(days=pre.time_holdout_days - 1)
                    if pre.protocol == "time" else None)
     with job_group(spark, "preprocess", "write events, quarantine and vocabularies"):
-        items = sequences.item_vocabulary(kept).persist()
+        items = cache(sequences.item_vocabulary(kept))
         items.coalesce(1).write.mode("overwrite").parquet(layout.table("items"))
         sequences.category_vocabulary(items).coalesce(1).write.mode("overwrite").parquet(layout.table("categories"))
         # Ids and timestamps are near-unique per file: a dictionary would overflow and fall
@@ -273,7 +277,7 @@ def _run(spark: SparkSession, cfg: Config) -> dict:
     with job_group(spark, "preprocess", "build sequences, write training data and histories"):
         # Users filtered out of training for short histories are still scored; bots are not.
         scorable = tagged.where(valid & (F.col(FILTER).isNull() | (F.col(FILTER) != "max_events_per_user")))
-        per_user = sequences.user_events(scorable, items, F.col(FILTER).isNull()).persist(StorageLevel.MEMORY_AND_DISK)
+        per_user = cache(sequences.user_events(scorable, items, F.col(FILTER).isNull()))
         seqs = (sequences.user_sequences(per_user, time_cutoff)
                 .withColumn(S.SPLIT, user_split(F.col(S.USER_ID), pre.valid_fraction, pre.test_fraction, cfg.run.seed)))
         train_seqs, eval_users = split_sequences(seqs, cfg)
@@ -301,6 +305,4 @@ def _run(spark: SparkSession, cfg: Config) -> dict:
     logger.info("preprocess: done in %.1fs: %d users %s, %d training examples in %d row groups",
                 meta["seconds"], sum(split_counts.values()), split_counts, train_layout["rows"],
                 train_layout["row_groups"])
-    for frame in (deduplicated, item_events, items, per_user):
-        frame.unpersist()
     return meta
