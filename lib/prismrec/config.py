@@ -107,11 +107,12 @@ class PreprocessSection:
 
 @dataclass(frozen=True)
 class ModelSection:
-    encoder: str = "self_attentive"
+    encoder: str = "clustered"
     num_interests: int = 4
     embedding_dim: int = 32
     hidden_dim: int = 64
     routing_iterations: int = 3
+    cluster_iterations: int = 5
     diversity_weight: float = 0.0
     seed_mlp_dims: int = 20
 
@@ -215,7 +216,7 @@ _CHOICES = {
     "source.format": ("synthetic", "taobao", "movielens", "csv", "jsonl", "parquet"),
     "preprocess.protocol": ("users", "time"),
     "preprocess.example_sampling": ("recent", "random"),
-    "model.encoder": ("self_attentive", "capsule", "mean_pool", "seed_mlp"),
+    "model.encoder": ("clustered", "self_attentive", "capsule", "mean_pool", "seed_mlp"),
     "train.optimizer": ("adam", "adagrad", "sgd"),
     "train.lr_schedule": ("constant", "cosine"),
     "train.launcher": ("spark", "horovodrun", "local"),

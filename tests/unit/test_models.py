@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from prismrec.config import ModelSection
 from prismrec.models import ENCODERS, build_model
-from prismrec.models.extractors import CapsuleExtractor, MeanPoolExtractor, SelfAttentiveExtractor, squash
+from prismrec.models.extractors import (CapsuleExtractor, ClusteredAttentionExtractor, MeanPoolExtractor,
+                                        SelfAttentiveExtractor, cluster_history, squash)
 from prismrec.models.losses import (PADDING_LOG_Q, interest_diversity_penalty, log_q_from_counts,
                                     sample_negatives, sampled_softmax_loss)
 from prismrec.models.towers import MultiInterestModel, export_encoder, load_encoder, select_interest
@@ -99,7 +100,8 @@ def test_reloaded_encoder_refuses_wrong_input(tmp_path):
         encode(np.ones((2, LENGTH + 1), np.int32))
 
 
-@pytest.mark.parametrize("extractor", [SelfAttentiveExtractor(2, 4), CapsuleExtractor(2, 3), MeanPoolExtractor()])
+@pytest.mark.parametrize("extractor", [SelfAttentiveExtractor(2, 4), CapsuleExtractor(2, 3), MeanPoolExtractor(),
+                                       ClusteredAttentionExtractor(2, 4)])
 def test_padding_gets_no_weight_and_empty_history_is_finite(extractor):
     history = tf.random.normal([2, 4, 3], seed=3)
     mask = tf.constant([[False, False, True, True], [False, False, False, False]])
@@ -108,7 +110,7 @@ def test_padding_gets_no_weight_and_empty_history_is_finite(extractor):
     assert np.isfinite(vectors.numpy()).all() and np.allclose(vectors.numpy()[1], 0)
 
 
-@pytest.mark.parametrize("extractor", [SelfAttentiveExtractor(2, 4), MeanPoolExtractor()])
+@pytest.mark.parametrize("extractor", [SelfAttentiveExtractor(2, 4), MeanPoolExtractor(), ClusteredAttentionExtractor(2, 4)])
 def test_left_padding_length_does_not_change_interests(extractor):
     # The same two items [a, b] left-padded to L = 4 and to L = 7; the pads carry junk embeddings
     # on purpose (the tower adds positional embeddings there), so only the mask can hide them.
@@ -125,7 +127,7 @@ def test_left_padding_length_does_not_change_interests(extractor):
     assert np.all(attention_long.numpy()[..., :5] == 0)
 
 
-@pytest.mark.parametrize("encoder", ["self_attentive", "capsule", "mean_pool"])
+@pytest.mark.parametrize("encoder", ["clustered", "self_attentive", "capsule", "mean_pool"])
 def test_model_encodes_a_shorter_left_padded_batch_alike(encoder):
     model, _ = tiny_model(encoder)
     full = np.array([[0, 0, 0, 0, 11, 12], [0, 0, 0, 5, 6, 7]], np.int32)
@@ -179,6 +181,44 @@ def test_model_call_uses_label_aware_selection():
     np.testing.assert_allclose(outputs["user_vector"].numpy(), expected, atol=1e-6)
 
 
+def two_direction_history():
+    """[1, 6, 3]: padding, then items along x (a) and y (b), newest last: _, a, b, a, b, a."""
+    rng = np.random.default_rng(5)
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    rows = [rng.normal(size=3), a, b, a, b, a]
+    items = np.stack([row * (1.0 + rng.random()) + 0.05 * rng.normal(size=3) for row in rows])[None]
+    return tf.constant(items, tf.float32), tf.constant([[False] + [True] * 5])
+
+
+def test_cluster_history_splits_by_direction_and_starts_from_the_newest_item():
+    items, mask = two_direction_history()
+    members = cluster_history(items, mask, num_clusters=2, iterations=3).numpy()[0]           # [K, L]
+    np.testing.assert_array_equal(members, [[0, 1, 0, 1, 0, 1], [0, 0, 1, 0, 1, 0]])
+
+
+def test_cluster_history_leaves_clusters_empty_when_the_history_has_fewer_directions():
+    items = tf.constant([[[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]]])
+    members = cluster_history(items, tf.constant([[False, True, True]]), num_clusters=3, iterations=2).numpy()[0]
+    np.testing.assert_array_equal(members.sum(axis=0), [0, 1, 1])   # each real item in exactly one cluster
+    assert sorted(members.sum(axis=1)) == [0, 0, 2]
+    empty = cluster_history(items, tf.zeros([1, 3], tf.bool), num_clusters=3, iterations=2).numpy()
+    assert not empty.any()
+
+
+def test_clustered_attention_stays_inside_each_cluster():
+    items, mask = two_direction_history()
+    vectors, attention = ClusteredAttentionExtractor(2, 4)(items, mask, items)
+    attention = attention.numpy()[0]
+    np.testing.assert_allclose(attention.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(attention[0, [0, 2, 4]] == 0) and np.all(attention[1, [0, 1, 3, 5]] == 0)
+    np.testing.assert_allclose(vectors.numpy()[0], attention @ items.numpy()[0], rtol=1e-5)
+    # Three clusters over two directions: farthest-point seeding puts the third centre on an
+    # item of one of them; a cluster that ends up empty pools the whole history instead.
+    _, attention = ClusteredAttentionExtractor(3, 4)(items, mask, tf.constant([[[0.0, 0, 0]] + [[1.0, 0, 0]] * 5]))
+    np.testing.assert_allclose(attention.numpy()[0].sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(attention.numpy()[0, :, 0] == 0)
+
+
 def test_squash_keeps_direction_and_bounds_norm():
     vector = tf.constant([[3.0, 4.0]])  # norm 5 → 25 / 26
     out = squash(vector).numpy()
@@ -197,6 +237,18 @@ def test_sampled_softmax_by_hand():
     # Mean = log(2e + 1) - 1 = 0.8620.
     loss = sampled_softmax_loss(USERS, tf.constant([1, 2]), TABLE, tf.constant([3]), tf.zeros([4]), 1.0)
     assert float(loss) == pytest.approx(np.log(2 * np.e + 1) - 1, rel=1e-5)
+
+
+def test_sampled_softmax_scores_each_candidate_with_its_best_interest():
+    # Row 0 has interests [1, 0] and [0, 1]: candidates [e1, e2, e3] score max → [1, 1, 1], label 0
+    # → log(3e) − 1 = log 3. Row 1 has [0, 1] twice: as the single-vector case, log(2e + 1) − 1.
+    interests = tf.constant([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])
+    loss = sampled_softmax_loss(interests, tf.constant([1, 2]), TABLE, tf.constant([3]), tf.zeros([4]), 1.0)
+    assert float(loss) == pytest.approx((np.log(3) + np.log(2 * np.e + 1) - 1) / 2, rel=1e-5)
+    single = sampled_softmax_loss(USERS, tf.constant([1, 2]), TABLE, tf.constant([3]), tf.zeros([4]), 1.0)
+    as_one_interest = sampled_softmax_loss(USERS[:, None, :], tf.constant([1, 2]), TABLE, tf.constant([3]),
+                                           tf.zeros([4]), 1.0)
+    assert float(as_one_interest) == pytest.approx(float(single), rel=1e-6)
 
 
 def test_sampled_softmax_applies_temperature_and_log_q_correction():
@@ -321,6 +373,13 @@ def test_training_recovers_planted_interests():
     top = np.argsort(-scores, axis=1)[:, :cluster_size]
     in_liked = [np.mean([item // cluster_size in liked[user] for item in top[user]]) for user in range(200)]
     assert np.mean(in_liked) > 0.9
+    # A user who likes two clusters has one interest for each: their two interests' top items
+    # lie in different liked clusters.
+    per_interest = np.argsort(-np.einsum("bkd,md->bkm", vectors, model.item_table().numpy()[1:]), axis=-1)
+    cluster_of = per_interest[:, :, 0] // cluster_size                                         # [B, K]
+    two = [user for user in range(200) if len(liked[user]) == 2]
+    split = [set(cluster_of[user]) == liked[user] for user in two]
+    assert len(two) > 50 and np.mean(split) > 0.9
 
 
 def test_importing_models_leaves_spark_and_horovod_out():

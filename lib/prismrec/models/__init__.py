@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ENCODERS = ("self_attentive", "capsule", "mean_pool", "seed_mlp")
+ENCODERS = ("clustered", "self_attentive", "capsule", "mean_pool", "seed_mlp")
 
 
 def build_model(model_cfg, num_items: int, max_hist_len: int, item_category_idx: np.ndarray,
@@ -26,4 +26,5 @@ def build_model(model_cfg, num_items: int, max_hist_len: int, item_category_idx:
                               num_interests=model_cfg.num_interests, max_hist_len=max_hist_len,
                               hidden_dim=model_cfg.hidden_dim, encoder=model_cfg.encoder,
                               routing_iterations=model_cfg.routing_iterations,
+                              cluster_iterations=model_cfg.cluster_iterations,
                               diversity_weight=model_cfg.diversity_weight)

@@ -54,8 +54,9 @@ def sample_negatives(log_q: tf.Tensor, num_samples: int, seed=None) -> tf.Tensor
 def sampled_softmax_loss(user_vectors, target_items, item_embeddings, sampled_items, log_q, temperature: float):
     """Mean softmax cross-entropy of each target against in-batch and sampled candidates.
 
-    user_vectors: [B, d]; target_items: [B] int; item_embeddings: [M, d];
-    sampled_items: [S] int; log_q: [M] (see ``log_q_from_counts``) → scalar.
+    user_vectors: [B, d], or [B, K, d] interests of which each candidate takes its best,
+    u·e = max_k u_k·e (as retrieval merges K lists); target_items: [B] int; item_embeddings:
+    [M, d]; sampled_items: [S] int; log_q: [M] (see ``log_q_from_counts``) → scalar.
     Candidates are the B targets then the S samples, so the label of row i is column i;
     logits [B, B+S] = u·e / temperature − log q (the log-Q correction removes the sampler's
     popularity bias; log q is clipped at LOG_Q_FLOOR); a candidate equal to the row's own
@@ -65,7 +66,11 @@ def sampled_softmax_loss(user_vectors, target_items, item_embeddings, sampled_it
         raise ValueError(f"temperature must be > 0, got {temperature}")
     target_items = tf.cast(target_items, tf.int32)
     candidates = tf.concat([target_items, tf.cast(sampled_items, tf.int32)], axis=0)      # [B+S]
-    logits = tf.matmul(user_vectors, tf.gather(item_embeddings, candidates), transpose_b=True)
+    candidate_embeddings = tf.gather(item_embeddings, candidates)
+    if user_vectors.shape.rank == 3:
+        logits = tf.reduce_max(tf.einsum("bkd,cd->bkc", user_vectors, candidate_embeddings), axis=1)
+    else:
+        logits = tf.matmul(user_vectors, candidate_embeddings, transpose_b=True)
     correction = tf.maximum(tf.gather(log_q, candidates), LOG_Q_FLOOR)
     logits = logits / temperature - correction[None, :]
     batch = tf.shape(target_items)[0]

@@ -5,10 +5,11 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from prismrec.models.extractors import CapsuleExtractor, MeanPoolExtractor, SelfAttentiveExtractor
+from prismrec.models.extractors import (CapsuleExtractor, ClusteredAttentionExtractor, MeanPoolExtractor,
+                                        SelfAttentiveExtractor)
 from prismrec.models.losses import interest_diversity_penalty, sample_negatives, sampled_softmax_loss
 
-ENCODERS = ("self_attentive", "capsule", "mean_pool")
+ENCODERS = ("clustered", "self_attentive", "capsule", "mean_pool")
 
 
 def select_interest(interest_vectors, target_embeddings):
@@ -28,14 +29,15 @@ class MultiInterestModel(keras.Model):
     """
 
     def __init__(self, num_items: int, embedding_dim: int, num_interests: int, max_hist_len: int,
-                 hidden_dim: int = 64, encoder: str = "self_attentive", routing_iterations: int = 3,
-                 diversity_weight: float = 0.0, **kwargs):
+                 hidden_dim: int = 64, encoder: str = "clustered", routing_iterations: int = 3,
+                 cluster_iterations: int = 5, diversity_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if encoder not in ENCODERS:
             raise ValueError(f"model.encoder={encoder!r} is unknown; allowed: {', '.join(ENCODERS)}")
         self.num_items, self.embedding_dim, self.max_hist_len = num_items, embedding_dim, max_hist_len
         self.hidden_dim, self.encoder = hidden_dim, encoder
         self.routing_iterations, self.diversity_weight = routing_iterations, diversity_weight
+        self.cluster_iterations = cluster_iterations
         self.item_embedding = keras.layers.Embedding(
             num_items, embedding_dim, name="item_embedding",
             embeddings_initializer=keras.initializers.RandomNormal(stddev=embedding_dim ** -0.5))
@@ -46,6 +48,9 @@ class MultiInterestModel(keras.Model):
             embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01))
         if encoder == "self_attentive":
             self.extractor = SelfAttentiveExtractor(num_interests, hidden_dim, name="extractor")
+        elif encoder == "clustered":
+            self.extractor = ClusteredAttentionExtractor(num_interests, hidden_dim, cluster_iterations,
+                                                         name="extractor")
         elif encoder == "capsule":
             self.extractor = CapsuleExtractor(num_interests, routing_iterations, name="extractor")
         else:
@@ -64,7 +69,10 @@ class MultiInterestModel(keras.Model):
         # the same histories padded to max_hist_len.
         length = tf.shape(hist_items)[1]
         positions = self.position_embedding(tf.range(self.max_hist_len - length, self.max_hist_len))[None]
-        vectors, _ = self.extractor(items + positions, mask)                                # [B, K, d]
+        if self.encoder == "clustered":  # clusters by what the items are, not by where they sit
+            vectors, _ = self.extractor(items + positions, mask, items)                     # [B, K, d]
+        else:
+            vectors, _ = self.extractor(items + positions, mask)                            # [B, K, d]
         # Weight of interest k: the share of history items whose closest interest is k.
         closest = tf.argmax(tf.matmul(items, vectors, transpose_b=True), axis=-1)          # [B, L]
         members = tf.one_hot(closest, self.num_interests) * tf.cast(mask, tf.float32)[..., None]
@@ -84,10 +92,13 @@ class MultiInterestModel(keras.Model):
         return tf.convert_to_tensor(self.item_embedding.embeddings)
 
     def training_loss(self, batch, log_q, num_negatives: int, temperature: float, seed=None):
-        """Sampled softmax (in-batch + ``num_negatives`` sampled, log-Q corrected) on the
-        label-aware interest, plus ``diversity_weight`` × the mean pairwise interest cosine."""
+        """Sampled softmax (in-batch + ``num_negatives`` sampled, log-Q corrected) where every
+        candidate is scored by the user's interest closest to it, as retrieval merges the K
+        lists (so the target's score is its label-aware interest's, and an interest that
+        claims a negative is corrected too), plus ``diversity_weight`` × the mean pairwise
+        interest cosine."""
         outputs = self({"hist_items": batch["hist_items"], "target_item": batch["target_item"]}, training=True)
-        loss = sampled_softmax_loss(outputs["user_vector"], batch["target_item"], self.item_table(),
+        loss = sampled_softmax_loss(outputs["interest_vectors"], batch["target_item"], self.item_table(),
                                     sample_negatives(log_q, num_negatives, seed), log_q, temperature)
         if self.diversity_weight:
             loss += self.diversity_weight * interest_diversity_penalty(outputs["interest_vectors"])
@@ -97,7 +108,8 @@ class MultiInterestModel(keras.Model):
         return {"num_items": self.num_items, "embedding_dim": self.embedding_dim,
                 "num_interests": self.num_interests, "max_hist_len": self.max_hist_len,
                 "hidden_dim": self.hidden_dim, "encoder": self.encoder,
-                "routing_iterations": self.routing_iterations, "diversity_weight": self.diversity_weight}
+                "routing_iterations": self.routing_iterations, "cluster_iterations": self.cluster_iterations,
+                "diversity_weight": self.diversity_weight}
 
     @classmethod
     def from_config(cls, config):
