@@ -3,7 +3,8 @@
 Generates (if needed) and preprocesses the demo logs, trains each encoder with the
 same data, seed and budget, and prints validation Recall@50 / NDCG@50 (the model
 selection metric, full ranking on the validation users) and test metrics from the
-evaluate stage, with each model's ratio to the single-vector ``mean_pool``.
+evaluate stage (with the share of planted interests each model recovers), and each model's
+ratio to the single-vector ``mean_pool``.
 
     .venv/bin/python bench/quality.py [--conf conf/local.yaml] [--encoders ...] [--set k=v ...]
 """
@@ -16,6 +17,10 @@ import sys
 from prismrec.cli import configure_logging, run_stage
 from prismrec.config import load_config
 from prismrec.models import ENCODERS
+
+
+def _share(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def main() -> int:
@@ -41,12 +46,14 @@ def main() -> int:
         # The learned baselines (ALS, item-kNN) are compared in the demo report, not here.
         evaluation = run_stage("evaluate", load_config(args.conf, [
             *args.overrides, f"score.model_id=quality-{encoder}", "evaluate.compare=[model, popularity]"]))
+        quality = evaluation["interest_quality"].get("model", {})
         results[encoder] = {"valid_recall@50": best["valid_recall@50"], "valid_ndcg@50": best["valid_ndcg@50"],
-                            "test": evaluation["metrics"]["model"], "seconds": report["seconds"]}
+                            "test": evaluation["metrics"]["model"], "seconds": report["seconds"],
+                            "recovery_share": quality.get("recovery_share")}
         results["popularity"] = {"test": evaluation["metrics"]["popularity"]}
         print(f"{encoder:>15}: valid recall@50 {best['valid_recall@50']:.4f} ndcg@50 {best['valid_ndcg@50']:.4f} | "
-              f"test recall@50 {evaluation['metrics']['model']['recall@50']:.4f} "
-              f"(train {report['seconds']:.0f}s)", flush=True)
+              f"test recall@50 {evaluation['metrics']['model']['recall@50']:.4f} | planted interests recovered "
+              f"{_share(quality.get('recovery_share'))} (train {report['seconds']:.0f}s)", flush=True)
     if "mean_pool" in results:
         base = results["mean_pool"]
         print("\nratio to mean_pool (single vector):")
