@@ -110,7 +110,8 @@ def test_padding_gets_no_weight_and_empty_history_is_finite(extractor):
     assert np.isfinite(vectors.numpy()).all() and np.allclose(vectors.numpy()[1], 0)
 
 
-@pytest.mark.parametrize("extractor", [SelfAttentiveExtractor(2, 4), MeanPoolExtractor(), ClusteredAttentionExtractor(2, 4)])
+@pytest.mark.parametrize("extractor", [SelfAttentiveExtractor(2, 4), MeanPoolExtractor(),
+                                       ClusteredAttentionExtractor(2, 4)])
 def test_left_padding_length_does_not_change_interests(extractor):
     # The same two items [a, b] left-padded to L = 4 and to L = 7; the pads carry junk embeddings
     # on purpose (the tower adds positional embeddings there), so only the mask can hide them.

@@ -92,7 +92,8 @@ class ClusteredAttentionExtractor(keras.layers.Layer):
         self.score = keras.layers.Dense(1, use_bias=False, name="w2")
 
     def call(self, history, mask, items=None):
-        members = cluster_history(history if items is None else items, mask, self.num_interests, self.cluster_iterations)  # [B, K, L]
+        members = cluster_history(history if items is None else items, mask, self.num_interests,
+                                  self.cluster_iterations)                                   # [B, K, L]
         valid = tf.cast(mask, history.dtype)[:, None, :]                                     # [B, 1, L]
         empty = tf.reduce_sum(members, axis=-1, keepdims=True) == 0                          # [B, K, 1]
         pooled = tf.where(empty, valid, members)
