@@ -143,6 +143,7 @@ class TrainSection:
 class ScoreSection:
     model_id: str = ""  # empty: the model the last train stage wrote
     top_n: int = 50
+    merge: str = "share"
     diversity: float = 0.0
     interest_prior: float = 0.0
     exclude_event_types: list = field(default_factory=lambda: list(S_EVENT_TYPES))
@@ -217,6 +218,7 @@ _CHOICES = {
     "preprocess.protocol": ("users", "time"),
     "preprocess.example_sampling": ("recent", "random"),
     "model.encoder": ("clustered", "self_attentive", "capsule", "mean_pool", "seed_mlp"),
+    "score.merge": ("share", "max"),
     "train.optimizer": ("adam", "adagrad", "sgd"),
     "train.lr_schedule": ("constant", "cosine"),
     "train.launcher": ("spark", "horovodrun", "local"),

@@ -99,7 +99,8 @@ def test_explain_names_interests_and_reasons(scored):
 
 def test_diversity_raises_category_diversity(spark, scored):
     cfg, _, _ = scored
-    plain = run_stage("evaluate", cfg, spark)
-    diverse = run_stage("evaluate", tiny_config(Path(cfg.paths.output).parent, "score.diversity=0.5"), spark)
+    root = Path(cfg.paths.output).parent
+    plain = run_stage("evaluate", tiny_config(root, "score.merge=max"), spark)
+    diverse = run_stage("evaluate", tiny_config(root, "score.merge=max", "score.diversity=0.5"), spark)
     k = cfg.evaluate.ks[-1]
     assert diverse["metrics"]["model"][f"category_diversity@{k}"] > plain["metrics"]["model"][f"category_diversity@{k}"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prismrec.scoring.topk import diversify, exclusion_mask, merge_interests, top_n
+from prismrec.config import ConfigError, ScoreSection
+from prismrec.scoring.recommend import Ranking
+from prismrec.scoring.topk import diversify, exclusion_mask, interleave_interests, merge_interests, top_n
 
 pytestmark = pytest.mark.unit
 
@@ -53,6 +55,42 @@ def test_merge_keeps_each_items_best_interest():
     assert merged_items.tolist() == [[7, 5]]
     np.testing.assert_allclose(merged_scores, [[0.9, 0.8]])
     assert interest.tolist() == [[0, 1]]
+
+
+def test_share_merge_interleaves_in_proportion_and_skips_items_taken():
+    # Shares 0.75 / 0.25: interest 0's r-th item comes at (r + 1) / 0.75 = 1.33, 2.67, 4, 5.33,
+    # interest 1's at 4, 8: order 0, 0, (0 and 1 tie at 4: the lower item index first), 0.
+    # Item 5 on both lists at the same turn (4) is taken once, for interest 0; interest 1's next
+    # item keeps its own turn (8), after interest 0's fourth (5.33).
+    scores = np.array([[[0.9, 0.8, 0.7, 0.6], [0.5, 0.4, 0.3, 0.2]]], dtype=np.float32)
+    items = np.array([[[1, 2, 3, 4], [5, 6, 7, 8]]])
+    got_items, got_scores, interest = interleave_interests(scores, items, np.array([[0.75, 0.25]]), 5)
+    assert got_items.tolist() == [[1, 2, 3, 5, 4]] and interest.tolist() == [[0, 0, 0, 1, 0]]
+    np.testing.assert_allclose(got_scores, [[0.9, 0.8, 0.7, 0.5, 0.6]])
+    shared = np.array([[[1, 2, 5, 4], [5, 6, 7, 8]]])
+    got_items, _, interest = interleave_interests(scores, shared, np.array([[0.75, 0.25]]), 5)
+    assert got_items.tolist() == [[1, 2, 5, 4, 6]] and interest.tolist() == [[0, 0, 0, 0, 1]]
+
+
+def test_share_merge_leaves_empty_slots_and_equals_max_for_one_interest():
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(4, 1, 8)).astype(np.float32)
+    items = rng.normal(size=(30, 8)).astype(np.float32)
+    seen = [rng.choice(np.arange(1, 30), size=5, replace=False) for _ in range(4)]
+    by_max = top_n(vectors, items, seen, 10)
+    by_share = top_n(vectors, items, seen, 10, interest_share=np.ones((4, 1)))
+    for got, expected in zip(by_share, by_max):
+        np.testing.assert_array_equal(got, expected)
+    few = top_n(np.ones((1, 2, 4), np.float32), np.eye(4, dtype=np.float32), [np.array([2])], 5,
+                interest_share=np.array([[0.5, 0.5]]))
+    assert np.isfinite(few[1][0]).sum() == 2 and sorted(few[0][0][np.isfinite(few[1][0])].tolist()) == [1, 3]
+
+
+def test_share_merge_refuses_the_max_only_keys_naming_them():
+    with pytest.raises(ConfigError, match=r"score\.diversity=0\.2.*score\.merge=max"):
+        Ranking.of(ScoreSection(merge="share", diversity=0.2))
+    assert Ranking.of(ScoreSection(merge="max", diversity=0.2)).score_ordered is False
+    assert Ranking.of(ScoreSection(merge="max")).score_ordered and not Ranking.of(ScoreSection()).score_ordered
 
 
 def test_exclusion_mask_blocks_padding_and_seen():

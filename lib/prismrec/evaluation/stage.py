@@ -27,6 +27,7 @@ from prismrec.evaluation.metrics import self_information
 from prismrec.evaluation.showcase import showcase
 from prismrec.layout import Layout, record_stage
 from prismrec.scoring import udf
+from prismrec.scoring.recommend import Ranking
 from prismrec.scoring.stage import model_dir, task_threads
 from prismrec.spark import job_group
 
@@ -86,7 +87,7 @@ def system_rankings(spark: SparkSession, cfg: Config, layout: Layout, users: Dat
             continue
         if name in dirs:
             frames[name] = systems.model_rankings(users, dirs[name], top_n, cfg.score.batch_users, threads,
-                                                  cfg.score.diversity, cfg.score.interest_prior, item_topic)
+                                                  Ranking.of(cfg.score), item_topic)
         elif name == "popularity":
             frames[name] = systems.popularity_rankings(users, num_items, top_n)
         elif name == "als":

@@ -23,7 +23,7 @@ from prismrec.evaluation.spark_metrics import RANKED
 from prismrec.evaluation.truth import TRUE_TOPICS
 from prismrec.layout import Layout
 from prismrec.scoring import udf
-from prismrec.scoring.recommend import category_diversity, item_category_codes, item_tensor, recommend
+from prismrec.scoring.recommend import Ranking, category_diversity, item_category_codes, item_tensor, recommend
 from prismrec.scoring.topk import exclusion_mask, top_n_per_interest
 
 BASELINES = ("popularity", "als", "itemknn")
@@ -63,7 +63,7 @@ def _batches(frames: Iterator[pd.DataFrame], batch_users: int) -> Iterator[pd.Da
             yield frame.iloc[start:start + batch_users]
 
 
-def model_fn(directory: str, top_n: int, batch_users: int, threads: int, diversity: float, interest_prior: float,
+def model_fn(directory: str, top_n: int, batch_users: int, threads: int, ranking: Ranking,
              item_topic: np.ndarray | None) -> Callable:
     """mapInPandas function: users (``user_id, hist_items, seen_items`` and ``true_topics`` when
     ``item_topic`` is given) → ``user_id, ranked`` and the interest-quality columns."""
@@ -73,7 +73,7 @@ def model_fn(directory: str, top_n: int, batch_users: int, threads: int, diversi
         for batch in _batches(frames, batch_users):
             hist = np.stack(batch[S.HIST_ITEMS].to_numpy()).astype(np.int32)
             seen = [np.asarray(s, dtype=np.int64) for s in batch[S.SEEN_ITEMS]]
-            interests, items, scores, _ = recommend(model, hist, seen, top_n, diversity, interest_prior)
+            interests, items, scores, _ = recommend(model, hist, seen, top_n, ranking)
             padding_only = exclusion_mask([np.zeros(0, dtype=np.int64)] * len(batch), len(item_category))
             _, retrieved = top_n_per_interest(interests.vectors, item_tensor(model), padding_only, PURITY_TOP_N)
             columns = {"distinctness": quality.mean_pairwise_cosine(interests.vectors),
@@ -108,11 +108,10 @@ def recovery_columns(retrieved: np.ndarray, hist: np.ndarray, true_topics: pd.Se
 
 
 def model_rankings(users: DataFrame, directory: str, top_n: int, batch_users: int, threads: int,
-                   diversity: float = 0.0, interest_prior: float = 0.0,
-                   item_topic: np.ndarray | None = None) -> DataFrame:
+                   ranking: Ranking = Ranking(), item_topic: np.ndarray | None = None) -> DataFrame:
     """``user_id, ranked`` plus the interest-quality columns (the truth ones only with ``item_topic``)."""
     extra = INTEREST_COLUMNS if item_topic is not None else INTEREST_COLUMNS[:3]
-    return users.mapInPandas(model_fn(directory, top_n, batch_users, threads, diversity, interest_prior, item_topic),
+    return users.mapInPandas(model_fn(directory, top_n, batch_users, threads, ranking, item_topic),
                              schema=ranked_schema(extra))
 
 

@@ -29,16 +29,53 @@ def encode(model, hist_items: np.ndarray) -> Interests:
     return Interests(vectors, np.asarray(outputs["interest_weights"], dtype=np.float32), assignment)
 
 
-def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n_items: int,
-              diversity: float = 0.0, interest_prior: float = 0.0):
-    """(Interests, items [B, N], scores [B, N], interest [B, N]) for a batch; -inf marks empty slots.
+@dataclass(frozen=True)
+class Ranking:
+    """How K interests' lists become one (the ``score`` keys of the same names).
 
-    ``diversity`` is λ of the greedy category-diversity aggregation (0: plain maximum over
-    interests); ``interest_prior`` α adds α·log(weight_k) to interest k's scores.
+    ``merge``: ``share`` interleaves the lists in proportion to the interest weights,
+    ``max`` ranks by each item's best score; with ``max``, ``diversity`` is λ of the greedy
+    category-diversity aggregation and ``interest_prior`` α adds α·log(weight_k) to
+    interest k's scores.
     """
+
+    merge: str = "max"
+    diversity: float = 0.0
+    interest_prior: float = 0.0
+
+    @classmethod
+    def of(cls, score_cfg) -> "Ranking":
+        """From the ``score`` config section; ConfigError when its keys do not go together."""
+        if score_cfg.merge == "share" and (score_cfg.diversity or score_cfg.interest_prior):
+            from prismrec.config import ConfigError
+
+            raise ConfigError(f"score.diversity={score_cfg.diversity} and score.interest_prior="
+                              f"{score_cfg.interest_prior} apply to score.merge=max only; the share merge keeps "
+                              f"each interest's own order and weighs interests by their share already: set "
+                              f"score.merge=max, or both to 0")
+        return cls(score_cfg.merge, score_cfg.diversity, score_cfg.interest_prior)
+
+    @property
+    def score_ordered(self) -> bool:
+        """Whether every list comes out in non-increasing score order."""
+        return self.merge == "max" and self.diversity == 0
+
+
+def rank(vectors: np.ndarray, weights: np.ndarray, item_table, seen_items: list[np.ndarray], top_n_items: int,
+         ranking: Ranking, item_category: np.ndarray | None = None):
+    """(items [B, N], scores [B, N], interest [B, N]) from interests [B, K, d] and weights [B, K]."""
+    if ranking.merge == "share":
+        return top_n(vectors, item_table, seen_items, top_n_items, ranking.diversity, interest_share=weights)
+    return top_n(vectors, item_table, seen_items, top_n_items, ranking.diversity, item_category,
+                 prior_bias(weights, ranking.interest_prior))
+
+
+def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n_items: int,
+              ranking: Ranking = Ranking()):
+    """(Interests, items [B, N], scores [B, N], interest [B, N]) for a batch; -inf marks empty slots."""
     interests = encode(model, hist_items)
-    items, scores, interest = top_n(interests.vectors, item_tensor(model), seen_items, top_n_items, diversity,
-                                    item_category_codes(model), prior_bias(interests.weights, interest_prior))
+    items, scores, interest = rank(interests.vectors, interests.weights, item_tensor(model), seen_items,
+                                   top_n_items, ranking, item_category_codes(model))
     return interests, items, scores, interest
 
 

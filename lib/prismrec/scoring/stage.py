@@ -10,6 +10,7 @@ from prismrec import schema as S
 from prismrec.config import Config
 from prismrec.layout import Layout, record_stage
 from prismrec.scoring import publish, udf
+from prismrec.scoring.recommend import Ranking
 from prismrec.spark import job_group
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     histories = spark.read.parquet(layout.table("histories"))
     threads = task_threads(spark)
     recs = histories.mapInPandas(
-        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads,
-                               cfg.score.diversity, cfg.score.interest_prior),
+        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads, Ranking.of(cfg.score)),
         schema=S.spark_schema("recommendations"))
     interests = histories.mapInPandas(udf.interests_fn(directory, cfg.score.batch_users, threads),
                                       schema=S.spark_schema("user_interests"))
@@ -56,8 +56,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         problems = publish.recommendation_problems(
             spark.read.parquet(staged["recommendations"]), histories,
             spark.read.parquet(layout.table("items")), cfg.score.top_n,
-            # With λ > 0 the list is in greedy-aggregation order, not score order.
-            check_score_order=cfg.score.diversity == 0)
+            # The share merge and λ > 0 order a list by interest turn or greedy pick, not by score.
+            check_score_order=Ranking.of(cfg.score).score_ordered)
     if problems:
         raise publish.PublishError(f"staged recommendations at {staged['recommendations']} failed "
                                    f"validation ({'; '.join(problems)}); the published dt={dt} is unchanged")

@@ -1,16 +1,22 @@
 """Exact top-N over several interest vectors per user (numpy + TensorFlow, no Spark).
 
 For each interest, an exact top-N over all items (matmul + ``top_k``), then the
-K·N candidates are merged into N by each item's best score. This equals the
-top-N of ``max_k score_k(item)``: an item in that top-N is, for its best
-interest k*, beaten under k* only by items that also beat it overall, so it is
-in k*'s own top-N.
+K·N candidates are merged into N, one of two ways:
+
+- ``max``: by each item's best score. This equals the top-N of ``max_k score_k(item)``:
+  an item in that top-N is, for its best interest k*, beaten under k* only by items
+  that also beat it overall, so it is in k*'s own top-N.
+- ``share``: the K lists are interleaved in proportion to the interests' shares w_k of
+  the history (D'Hondt: the r-th item of interest k comes at (r + 1) / w_k), an item
+  already taken is skipped, so a user's list holds each interest about as much as the
+  history does. Scores are then non-increasing within each interest, not overall.
 """
 from __future__ import annotations
 
 import numpy as np
 
 NEG_INF = np.float32(-np.inf)
+MERGES = ("share", "max")
 
 
 def exclusion_mask(seen_items: list[np.ndarray], num_items: int) -> np.ndarray:
@@ -44,39 +50,76 @@ def merge_interests(scores: np.ndarray, items: np.ndarray, top_n: int) -> tuple[
     Returns (items [B, N], scores [B, N], interest [B, N]); slots with no
     recommendable item left have score -inf (the caller drops them).
     """
-    batch, num_interests, per_interest = scores.shape
-    flat_scores = scores.reshape(batch, -1).copy()
+    return _take(scores, items, _best_distinct(scores, items, top_n))
+
+
+def interleave_interests(scores: np.ndarray, items: np.ndarray, shares: np.ndarray,
+                         top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Interleave [B, K, N] per-interest candidates (each list best first) in proportion to
+    ``shares`` [B, K] (D'Hondt), skipping items already taken; an interest with share 0 comes
+    last. Returns (items [B, N], scores [B, N], interest [B, N]); -inf marks empty slots.
+    """
+    rank = np.arange(scores.shape[2], dtype=np.float64)[None, None, :]
+    turn = (rank + 1.0) / np.maximum(shares.astype(np.float64), 1e-9)[:, :, None]          # [B, K, N]
+    return _take(scores, items, _best_distinct(np.where(np.isfinite(scores), -turn, -np.inf), items, top_n))
+
+
+def _best_distinct(keys: np.ndarray, items: np.ndarray, top_n: int) -> np.ndarray:
+    """[B, N] flat positions of the N largest ``keys`` [B, K, N'] over distinct items (an
+    item keeps its largest key; ties go to the lower item index); -inf keys rank last."""
+    batch = keys.shape[0]
+    flat_keys = keys.reshape(batch, -1).astype(np.float64)
     flat_items = items.reshape(batch, -1)
-    interest = np.repeat(np.arange(num_interests), per_interest)[None, :].repeat(batch, axis=0)
-    # Keep each item's best-scoring occurrence: sort by (item, -score), blank later duplicates.
-    order = np.lexsort((-flat_scores, flat_items), axis=-1)
+    # Keep each item's best occurrence: sort by (item, -key), blank later duplicates.
+    order = np.lexsort((-flat_keys, flat_items), axis=-1)
     sorted_items = np.take_along_axis(flat_items, order, axis=-1)
     duplicate = np.zeros_like(sorted_items, dtype=bool)
     duplicate[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
-    np.put_along_axis(flat_scores, order, np.where(duplicate, NEG_INF,
-                                                   np.take_along_axis(flat_scores, order, axis=-1)), axis=-1)
+    np.put_along_axis(flat_keys, order, np.where(duplicate, -np.inf,
+                                                 np.take_along_axis(flat_keys, order, axis=-1)), axis=-1)
     # Stable descending sort; ties broken by item index for reproducibility.
-    best = np.lexsort((flat_items, -flat_scores), axis=-1)[:, :top_n]
-    return (np.take_along_axis(flat_items, best, axis=-1),
-            np.take_along_axis(flat_scores, best, axis=-1),
-            np.take_along_axis(interest, best, axis=-1))
+    return np.lexsort((flat_items, -flat_keys), axis=-1)[:, :top_n]
+
+
+def _take(scores: np.ndarray, items: np.ndarray, positions: np.ndarray):
+    """(items, scores, interest) [B, N] at flat ``positions`` of [B, K, N'] candidates; the
+    score of a blanked duplicate or an empty slot is -inf."""
+    batch, num_interests, per_interest = scores.shape
+    flat_items = items.reshape(batch, -1)
+    flat_scores = scores.reshape(batch, -1)
+    interest = np.repeat(np.arange(num_interests), per_interest)[None, :].repeat(batch, axis=0)
+    taken_items = np.take_along_axis(flat_items, positions, axis=-1)
+    taken_scores = np.take_along_axis(flat_scores, positions, axis=-1)
+    # A slot past the last distinct candidate holds a blanked duplicate: mark it empty.
+    repeated = np.zeros_like(taken_items, dtype=bool)
+    order = np.argsort(taken_items, axis=-1, kind="stable")
+    sorted_taken = np.take_along_axis(taken_items, order, axis=-1)
+    np.put_along_axis(repeated, order[:, 1:], sorted_taken[:, 1:] == sorted_taken[:, :-1], axis=-1)
+    return (taken_items, np.where(repeated, NEG_INF, taken_scores).astype(scores.dtype),
+            np.take_along_axis(interest, positions, axis=-1))
 
 
 def top_n(interest_vectors: np.ndarray, item_embeddings: np.ndarray, seen_items: list[np.ndarray],
           top_n: int, diversity: float = 0.0, item_category: np.ndarray | None = None,
-          interest_bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each user's top-N items by max score over interests, excluding seen items.
+          interest_bias: np.ndarray | None = None,
+          interest_share: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's top-N items over their interests, excluding seen items.
 
     interest_vectors: [B, K, d]; item_embeddings: [M, d]; seen_items: B arrays of item_idx.
-    ``interest_bias`` [B, K], if given, is added to every score of interest k (a prior per
-    interest); a constant per interest does not change that interest's own top-N, so the
-    merge stays exact.
-    With ``diversity`` λ > 0 the K·N candidates are re-picked by :func:`diversify`
-    (``item_category``: a category index per item_idx).
+    By default the ``max`` merge: ``interest_bias`` [B, K], if given, is added to every score
+    of interest k (a prior per interest); a constant per interest does not change that
+    interest's own top-N, so the merge stays exact. With ``diversity`` λ > 0 the K·N
+    candidates are re-picked by :func:`diversify` (``item_category``: a category index per item_idx).
+    ``interest_share`` [B, K] selects the ``share`` merge instead (:func:`interleave_interests`;
+    no bias, no diversity).
     Returns (items [B, N], scores [B, N], interest [B, N]); -inf scores mark empty slots.
     """
     mask = exclusion_mask(seen_items, item_embeddings.shape[0])
     scores, items = top_n_per_interest(interest_vectors, item_embeddings, mask, top_n)
+    if interest_share is not None:
+        if diversity:
+            raise ValueError(f"diversity {diversity} needs the max merge; the share merge keeps each interest's order")
+        return interleave_interests(scores, items, interest_share, top_n)
     if interest_bias is not None:
         scores = scores + interest_bias[:, :, None].astype(scores.dtype)
     if diversity == 0:

@@ -46,10 +46,10 @@ def _arrays(batch: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: int,
-                       diversity: float = 0.0, interest_prior: float = 0.0) -> Callable:
+                       ranking=None) -> Callable:
     """mapInPandas function: histories → ``recommendations`` rows (without dt)."""
     from prismrec.evaluation.baselines import popularity_top_n
-    from prismrec.scoring.recommend import recommend
+    from prismrec.scoring.recommend import Ranking, recommend
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = load_once(model_dir, threads)
@@ -58,7 +58,7 @@ def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: in
         popularity = model.items[S.COUNT].to_numpy().astype(np.float32)
         for batch in _batches(frames, batch_users):
             hist, seen = _arrays(batch)
-            _, items, scores, interest = recommend(model, hist, seen, top_n, diversity, interest_prior)
+            _, items, scores, interest = recommend(model, hist, seen, top_n, ranking or Ranking())
             # No usable history: the most popular unseen items, flagged, from no interest (-1).
             fallback = batch[S.HIST_LEN].to_numpy() == 0
             if fallback.any():

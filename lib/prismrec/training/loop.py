@@ -13,9 +13,12 @@ import hashlib
 import logging
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from prismrec.scoring.recommend import Ranking, rank
 
 logger = logging.getLogger(__name__)
 VALID_K = 50
@@ -47,12 +50,9 @@ def load_validation(path: str | None, limit: int, rank: int, size: int) -> dict 
             "target_items": [np.asarray(t, dtype=np.int64) for t in users["target_items"]]}
 
 
-def validation_sums(model, users: dict | None, interest_prior: float = 0.0,
-                    batch: int = 256) -> tuple[float, float, float]:
+def validation_sums(model, users: dict | None, ranking=None, batch: int = 256) -> tuple[float, float, float]:
     """(Σ NDCG@50, Σ Recall@50, users) over this rank's validation users, with full ranking."""
     from prismrec.evaluation.metrics import batch_metrics
-    from prismrec.scoring.recommend import prior_bias
-    from prismrec.scoring.topk import top_n
 
     if users is None or users["hist_items"] is None:
         return 0.0, 0.0, 0.0
@@ -61,8 +61,8 @@ def validation_sums(model, users: dict | None, interest_prior: float = 0.0,
     for start in range(0, len(users["seen_items"]), batch):
         hist = users["hist_items"][start:start + batch]
         encoded = model.encode(hist)
-        items, scores, _ = top_n(encoded["interest_vectors"].numpy(), table, users["seen_items"][start:start + batch],
-                                 VALID_K, interest_bias=prior_bias(encoded["interest_weights"].numpy(), interest_prior))
+        items, scores, _ = rank(encoded["interest_vectors"].numpy(), encoded["interest_weights"].numpy(), table,
+                                users["seen_items"][start:start + batch], VALID_K, ranking or Ranking())
         metrics = batch_metrics(np.where(np.isfinite(scores), items, -1),
                                 users["target_items"][start:start + batch], [VALID_K])
         ndcg += float(metrics[f"ndcg@{VALID_K}"].sum())
@@ -133,6 +133,8 @@ def train_rank(spec: dict) -> dict:
     hvd.broadcast_variables(model.variables, root_rank=0)
     hvd.broadcast_variables(optimizer.variables, root_rank=0)
     validation = load_validation(spec.get("valid_path"), train.validation_users, rank, size)
+    # Model selection ranks as scoring does, less the category-diversity re-pick.
+    validation_ranking = replace(Ranking.of(cfg.score), diversity=0.0)
 
     @tf.function
     def train_step(batch, inject_nan, seed):
@@ -170,7 +172,8 @@ def train_rank(spec: dict) -> dict:
                                 elapsed / steps_done * ((train.epochs - epoch) * steps_per_epoch - step - 1))
             # Reader start-up and steps, not validation; the slowest rank sets the pace.
             train_seconds = float(hvd.allreduce(tf.constant(time.time() - epoch_started, tf.float64), op=hvd.Max))
-            sums = hvd.allreduce(tf.constant(validation_sums(model, validation, cfg.score.interest_prior), tf.float64), op=hvd.Sum).numpy()
+            sums = hvd.allreduce(tf.constant(validation_sums(model, validation, validation_ranking), tf.float64),
+                                 op=hvd.Sum).numpy()
             ndcg = float(sums[0] / sums[2]) if sums[2] else float("nan")
             history.append(float(np.mean(losses)))
             metrics.append({"epoch": epoch + 1, "loss": history[-1], f"valid_ndcg@{VALID_K}": ndcg,
