@@ -61,8 +61,8 @@ class Ranking:
         return self.merge == "max" and self.diversity == 0
 
 
-def rank(vectors: np.ndarray, weights: np.ndarray, item_table, seen_items: list[np.ndarray], top_n_items: int,
-         ranking: Ranking, item_category: np.ndarray | None = None):
+def rank_items(vectors: np.ndarray, weights: np.ndarray, item_table, seen_items: list[np.ndarray],
+               top_n_items: int, ranking: Ranking, item_category: np.ndarray | None = None):
     """(items [B, N], scores [B, N], interest [B, N]) from interests [B, K, d] and weights [B, K]."""
     if ranking.merge == "share":
         return top_n(vectors, item_table, seen_items, top_n_items, ranking.diversity, interest_share=weights)
@@ -74,8 +74,8 @@ def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n
               ranking: Ranking = Ranking()):
     """(Interests, items [B, N], scores [B, N], interest [B, N]) for a batch; -inf marks empty slots."""
     interests = encode(model, hist_items)
-    items, scores, interest = rank(interests.vectors, interests.weights, item_tensor(model), seen_items,
-                                   top_n_items, ranking, item_category_codes(model))
+    items, scores, interest = rank_items(interests.vectors, interests.weights, item_tensor(model), seen_items,
+                                         top_n_items, ranking, item_category_codes(model))
     return interests, items, scores, interest
 
 

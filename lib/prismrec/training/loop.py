@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prismrec.scoring.recommend import Ranking, rank
+from prismrec.scoring.recommend import Ranking, rank_items
 
 logger = logging.getLogger(__name__)
 VALID_K = 50
@@ -61,8 +61,8 @@ def validation_sums(model, users: dict | None, ranking=None, batch: int = 256) -
     for start in range(0, len(users["seen_items"]), batch):
         hist = users["hist_items"][start:start + batch]
         encoded = model.encode(hist)
-        items, scores, _ = rank(encoded["interest_vectors"].numpy(), encoded["interest_weights"].numpy(), table,
-                                users["seen_items"][start:start + batch], VALID_K, ranking or Ranking())
+        items, scores, _ = rank_items(encoded["interest_vectors"].numpy(), encoded["interest_weights"].numpy(),
+                                      table, users["seen_items"][start:start + batch], VALID_K, ranking or Ranking())
         metrics = batch_metrics(np.where(np.isfinite(scores), items, -1),
                                 users["target_items"][start:start + batch], [VALID_K])
         ndcg += float(metrics[f"ndcg@{VALID_K}"].sum())
