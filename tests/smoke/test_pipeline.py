@@ -18,14 +18,26 @@ def scored(scored_tiny):
     return scored_tiny
 
 
-def brute_force_top_n(model, hist_items, seen, n):
-    """Max over interests of interest·item, seen items and padding removed, best first."""
-    vectors = model.encode(hist_items[None, :].astype(np.int32))["interest_vectors"][0]
-    scores = (np.asarray(vectors) @ np.asarray(model.item_embeddings).T).max(axis=0)
-    scores[0] = -np.inf
-    scores[np.asarray(seen, dtype=np.int64)] = -np.inf
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    return [int(i) for i in order[:n] if np.isfinite(scores[i])]
+def brute_force_top_n(model, hist_items, seen, n, merge):
+    """The user's top n, seen items and padding removed: by max over interests of interest·item
+    (``max``), or each interest's own top n taken in turns (r + 1) / weight, an item once (``share``)."""
+    encoded = model.encode(hist_items[None, :].astype(np.int32))
+    vectors, weights = np.asarray(encoded["interest_vectors"][0]), np.asarray(encoded["interest_weights"][0])
+    scores = vectors @ np.asarray(model.item_embeddings).T                                    # [K, M]
+    scores[:, 0] = -np.inf
+    scores[:, np.asarray(seen, dtype=np.int64)] = -np.inf
+    if merge == "max":
+        best = scores.max(axis=0)
+        return [int(i) for i in np.lexsort((np.arange(len(best)), -best))[:n] if np.isfinite(best[i])]
+    turns = []
+    for k, row in enumerate(scores):
+        ranked = [int(i) for i in np.lexsort((np.arange(len(row)), -row))[:n] if np.isfinite(row[i])]
+        turns += [((r + 1) / max(float(weights[k]), 1e-9), item) for r, item in enumerate(ranked)]
+    taken = []
+    for _, item in sorted(turns):
+        if item not in taken:
+            taken.append(item)
+    return taken[:n]
 
 
 def test_udf_output_equals_brute_force_numpy(scored):
@@ -36,7 +48,7 @@ def test_udf_output_equals_brute_force_numpy(scored):
     idx_of = dict(zip(model.items[S.ITEM_ID], model.items[S.ITEM_IDX]))
     for _, user in histories.sample(25, random_state=0).iterrows():
         got = recs[recs[S.USER_ID] == user[S.USER_ID]].sort_values(S.RANK)
-        expected = brute_force_top_n(model, user[S.HIST_ITEMS], user[S.SEEN_ITEMS], cfg.score.top_n)
+        expected = brute_force_top_n(model, user[S.HIST_ITEMS], user[S.SEEN_ITEMS], cfg.score.top_n, cfg.score.merge)
         assert [idx_of[i] for i in got[S.ITEM_ID]] == expected
         assert got[S.RANK].tolist() == list(range(1, len(expected) + 1))
 
