@@ -11,6 +11,7 @@ from prismrec import schema as S
 from prismrec.cli import run_stage
 from prismrec.layout import Layout
 from prismrec.scoring import publish, udf
+from prismrec.scoring.recommend import Ranking
 
 pytestmark = pytest.mark.smoke
 COLD_USER = "9999999"
@@ -82,9 +83,15 @@ def test_problems_are_named(spark, scored):
     problems = publish.recommendation_problems(broken, spark.read.parquet(layout.table("histories")),
                                                spark.read.parquet(layout.table("items")), cfg.score.top_n)
     assert any(p.startswith("bad_ranks:") for p in problems)
+    order = Ranking.of(cfg.score).score_order
+    assert order == "interest"  # the default share merge
     clean = publish.recommendation_problems(recs, spark.read.parquet(layout.table("histories")),
-                                            spark.read.parquet(layout.table("items")), cfg.score.top_n)
+                                            spark.read.parquet(layout.table("items")), cfg.score.top_n, order)
     assert clean == []
+    reversed_scores = recs.withColumn(S.SCORE, -recs[S.SCORE])
+    problems = publish.recommendation_problems(reversed_scores, spark.read.parquet(layout.table("histories")),
+                                               spark.read.parquet(layout.table("items")), cfg.score.top_n, order)
+    assert any(p.startswith("increasing_scores:") for p in problems)
 
 
 def test_explain_names_interests_and_reasons(scored):

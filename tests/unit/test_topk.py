@@ -89,8 +89,9 @@ def test_share_merge_leaves_empty_slots_and_equals_max_for_one_interest():
 def test_share_merge_refuses_the_max_only_keys_naming_them():
     with pytest.raises(ConfigError, match=r"score\.diversity=0\.2.*score\.merge=max"):
         Ranking.of(ScoreSection(merge="share", diversity=0.2))
-    assert Ranking.of(ScoreSection(merge="max", diversity=0.2)).score_ordered is False
-    assert Ranking.of(ScoreSection(merge="max")).score_ordered and not Ranking.of(ScoreSection()).score_ordered
+    assert Ranking.of(ScoreSection(merge="max", diversity=0.2)).score_order is None
+    assert Ranking.of(ScoreSection(merge="max")).score_order == "list"
+    assert Ranking.of(ScoreSection()).score_order == "interest"
 
 
 def test_exclusion_mask_blocks_padding_and_seen():

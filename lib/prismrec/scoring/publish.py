@@ -19,16 +19,19 @@ class PublishError(RuntimeError):
 
 
 def recommendation_problems(recs: DataFrame, histories: DataFrame, items: DataFrame, top_n: int,
-                            check_score_order: bool = True) -> list[str]:
+                            score_order: str | None = "list") -> list[str]:
     """Every check the recommendations table must pass; returns one line per failure (empty: valid).
 
-    histories: user_id, seen_items; items: item_idx, item_id (the vocabulary).
+    histories: user_id, seen_items; items: item_idx, item_id (the vocabulary). ``score_order``:
+    scores must not increase along each user's list (``list``), along each interest's part of
+    it (``interest``), or are not checked (None).
     """
     num_items = items.count()
     expected = histories.select(
         S.USER_ID,
         F.least(F.lit(top_n), F.lit(num_items) - F.size(F.array_remove(S.SEEN_ITEMS, 0))).alias("expected"))
-    by_rank = Window.partitionBy(S.USER_ID).orderBy(S.RANK)
+    within = [S.USER_ID, S.INTEREST] if score_order == "interest" else [S.USER_ID]
+    by_rank = Window.partitionBy(*within).orderBy(S.RANK)
     per_user = (recs.withColumn("prev_score", F.lag(S.SCORE).over(by_rank))
                 .groupBy(S.USER_ID).agg(
                     F.count(F.lit(1)).alias("rows"), F.min(S.RANK).alias("min_rank"),
@@ -50,7 +53,7 @@ def recommendation_problems(recs: DataFrame, histories: DataFrame, items: DataFr
         F.sum("increasing").alias("increasing_scores"),
     ).first().asDict()
     summary["excluded_items"] = excluded_hits
-    if not check_score_order:
+    if score_order is None:
         summary.pop("increasing_scores")
     return [f"{name}: {int(value)}" for name, value in summary.items() if value]
 

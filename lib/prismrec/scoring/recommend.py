@@ -56,9 +56,13 @@ class Ranking:
         return cls(score_cfg.merge, score_cfg.diversity, score_cfg.interest_prior)
 
     @property
-    def score_ordered(self) -> bool:
-        """Whether every list comes out in non-increasing score order."""
-        return self.merge == "max" and self.diversity == 0
+    def score_order(self) -> str | None:
+        """Where scores never increase down a list: along all of it (``list``: the max merge),
+        along each interest's part (``interest``: the share merge), or nowhere (None: λ > 0
+        orders the list by greedy pick)."""
+        if self.merge == "share":
+            return "interest"
+        return "list" if self.diversity == 0 else None
 
 
 def rank_items(vectors: np.ndarray, weights: np.ndarray, item_table, seen_items: list[np.ndarray],

@@ -56,8 +56,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         problems = publish.recommendation_problems(
             spark.read.parquet(staged["recommendations"]), histories,
             spark.read.parquet(layout.table("items")), cfg.score.top_n,
-            # The share merge and λ > 0 order a list by interest turn or greedy pick, not by score.
-            check_score_order=Ranking.of(cfg.score).score_ordered)
+            score_order=Ranking.of(cfg.score).score_order)
     if problems:
         raise publish.PublishError(f"staged recommendations at {staged['recommendations']} failed "
                                    f"validation ({'; '.join(problems)}); the published dt={dt} is unchanged")
