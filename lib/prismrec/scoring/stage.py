@@ -40,9 +40,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     directory = model_dir(cfg, layout)
     udf.load_once(directory, 1)  # verify the artifact on the driver before any distributed work
     histories = spark.read.parquet(layout.table("histories"))
-    threads = task_threads(spark)
+    threads, ranking = task_threads(spark), Ranking.of(cfg.score)
     recs = histories.mapInPandas(
-        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads, Ranking.of(cfg.score)),
+        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads, ranking),
         schema=S.spark_schema("recommendations"))
     interests = histories.mapInPandas(udf.interests_fn(directory, cfg.score.batch_users, threads),
                                       schema=S.spark_schema("user_interests"))
@@ -56,7 +56,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         problems = publish.recommendation_problems(
             spark.read.parquet(staged["recommendations"]), histories,
             spark.read.parquet(layout.table("items")), cfg.score.top_n,
-            score_order=Ranking.of(cfg.score).score_order)
+            score_order=ranking.score_order)
     if problems:
         raise publish.PublishError(f"staged recommendations at {staged['recommendations']} failed "
                                    f"validation ({'; '.join(problems)}); the published dt={dt} is unchanged")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 NEG_INF = np.float32(-np.inf)
-MERGES = ("share", "max")
 
 
 def exclusion_mask(seen_items: list[np.ndarray], num_items: int) -> np.ndarray:
@@ -50,7 +49,7 @@ def merge_interests(scores: np.ndarray, items: np.ndarray, top_n: int) -> tuple[
     Returns (items [B, N], scores [B, N], interest [B, N]); slots with no
     recommendable item left have score -inf (the caller drops them).
     """
-    return _take(scores, items, _best_distinct(scores, items, top_n))
+    return _take(scores, items, *_best_distinct(scores, items, top_n))
 
 
 def interleave_interests(scores: np.ndarray, items: np.ndarray, shares: np.ndarray,
@@ -61,12 +60,13 @@ def interleave_interests(scores: np.ndarray, items: np.ndarray, shares: np.ndarr
     """
     rank = np.arange(scores.shape[2], dtype=np.float64)[None, None, :]
     turn = (rank + 1.0) / np.maximum(shares.astype(np.float64), 1e-9)[:, :, None]          # [B, K, N]
-    return _take(scores, items, _best_distinct(np.where(np.isfinite(scores), -turn, -np.inf), items, top_n))
+    return _take(scores, items, *_best_distinct(np.where(np.isfinite(scores), -turn, -np.inf), items, top_n))
 
 
-def _best_distinct(keys: np.ndarray, items: np.ndarray, top_n: int) -> np.ndarray:
-    """[B, N] flat positions of the N largest ``keys`` [B, K, N'] over distinct items (an
-    item keeps its largest key; ties go to the lower item index); -inf keys rank last."""
+def _best_distinct(keys: np.ndarray, items: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """([B, N] flat positions, [B, N] filled) of the N largest ``keys`` [B, K, N'] over distinct
+    items (an item keeps its largest key; ties go to the lower item index). A slot is not
+    filled when its key is -inf: an excluded item, or a duplicate once the distinct ones ran out."""
     batch = keys.shape[0]
     flat_keys = keys.reshape(batch, -1).astype(np.float64)
     flat_items = items.reshape(batch, -1)
@@ -78,24 +78,18 @@ def _best_distinct(keys: np.ndarray, items: np.ndarray, top_n: int) -> np.ndarra
     np.put_along_axis(flat_keys, order, np.where(duplicate, -np.inf,
                                                  np.take_along_axis(flat_keys, order, axis=-1)), axis=-1)
     # Stable descending sort; ties broken by item index for reproducibility.
-    return np.lexsort((flat_items, -flat_keys), axis=-1)[:, :top_n]
+    positions = np.lexsort((flat_items, -flat_keys), axis=-1)[:, :top_n]
+    return positions, np.isfinite(np.take_along_axis(flat_keys, positions, axis=-1))
 
 
-def _take(scores: np.ndarray, items: np.ndarray, positions: np.ndarray):
-    """(items, scores, interest) [B, N] at flat ``positions`` of [B, K, N'] candidates; the
-    score of a blanked duplicate or an empty slot is -inf."""
+def _take(scores: np.ndarray, items: np.ndarray, positions: np.ndarray, filled: np.ndarray):
+    """(items, scores, interest) [B, N] at flat ``positions`` of [B, K, N'] candidates; an
+    unfilled slot scores -inf."""
     batch, num_interests, per_interest = scores.shape
-    flat_items = items.reshape(batch, -1)
-    flat_scores = scores.reshape(batch, -1)
     interest = np.repeat(np.arange(num_interests), per_interest)[None, :].repeat(batch, axis=0)
-    taken_items = np.take_along_axis(flat_items, positions, axis=-1)
-    taken_scores = np.take_along_axis(flat_scores, positions, axis=-1)
-    # A slot past the last distinct candidate holds a blanked duplicate: mark it empty.
-    repeated = np.zeros_like(taken_items, dtype=bool)
-    order = np.argsort(taken_items, axis=-1, kind="stable")
-    sorted_taken = np.take_along_axis(taken_items, order, axis=-1)
-    np.put_along_axis(repeated, order[:, 1:], sorted_taken[:, 1:] == sorted_taken[:, :-1], axis=-1)
-    return (taken_items, np.where(repeated, NEG_INF, taken_scores).astype(scores.dtype),
+    taken_scores = np.take_along_axis(scores.reshape(batch, -1), positions, axis=-1)
+    return (np.take_along_axis(items.reshape(batch, -1), positions, axis=-1),
+            np.where(filled, taken_scores, NEG_INF).astype(scores.dtype),
             np.take_along_axis(interest, positions, axis=-1))
 
 
