@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,8 @@ class PreprocessSection:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     holdout_fraction: float = 0.2
+    valid_share: float = 0.1
+    test_share: float = 0.1
     max_examples_per_user: int = 64
     row_group_rows: int = 4096
     num_files: int = 8
@@ -215,7 +219,7 @@ def redact(data):
 
 _CHOICES = {
     "source.format": ("synthetic", "taobao", "movielens", "csv", "jsonl", "parquet"),
-    "preprocess.protocol": ("users", "time"),
+    "preprocess.protocol": ("users", "time", "last"),
     "preprocess.example_sampling": ("recent", "random"),
     "model.encoder": ("clustered", "self_attentive", "capsule", "mean_pool", "seed_mlp"),
     "score.merge": ("share", "max"),
@@ -267,7 +271,25 @@ def _build(cls: type, data: dict, prefix: str, origin: str) -> Any:
             raise ConfigError(
                 f"config key '{key}' has value {value!r} (from {origin}); allowed: {', '.join(_CHOICES[key])}"
             )
-    return cls(**kwargs)
+    section = cls(**kwargs)
+    if cls is PreprocessSection:
+        _check_shares(section, origin)
+    return section
+
+
+def _check_shares(pre: PreprocessSection, origin: str) -> None:
+    """``valid_share`` in (0, 1), ``test_share`` in [0, 1), their sum below 1, so every user keeps a training part.
+
+    The sum is taken on the shares as written (decimal), as the split floors them.
+    """
+    for key, value, low in (("valid_share", pre.valid_share, "0 < "), ("test_share", pre.test_share, "0 ≤ ")):
+        if not math.isfinite(value) or value < 0 or (key == "valid_share" and value == 0):
+            raise ConfigError(f"config key 'preprocess.{key}' has value {value!r} (from {origin}); "
+                              f"allowed: a finite number with {low}{key} and valid_share + test_share < 1")
+    if Decimal(str(pre.valid_share)) + Decimal(str(pre.test_share)) >= 1:
+        raise ConfigError(f"config keys 'preprocess.valid_share' ({pre.valid_share!r}) and 'preprocess.test_share' "
+                          f"({pre.test_share!r}) sum to 1 or more (from {origin}); allowed: valid_share + test_share "
+                          f"< 1, so that every user keeps some training events")
 
 
 def _merge(base: dict, update: dict) -> dict:

@@ -198,7 +198,7 @@ class Night:
         counts = meta["counts"]
         return {"input_records": counts["input"], "kept_events": counts["kept"],
                 "quarantined": sum(counts["quarantined"].values()), "duplicates": counts["duplicates"],
-                "filtered": sum(counts["filtered"].values()), "users": sum(meta["users_by_split"].values()),
+                "filtered": sum(counts["filtered"].values()), "users": meta["users"],
                 "train_examples": meta["train_examples"]["rows"], "items": meta["num_items"] - 1}
 
     def train(self) -> dict:

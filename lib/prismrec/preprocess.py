@@ -19,9 +19,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from prismrec import schema as S
-from prismrec.config import Config
+from prismrec.config import Config, PreprocessSection
 from prismrec.features import petastorm_io, sequences
-from prismrec.features.split import holdout_size, user_split
+from prismrec.features.split import holdout_size, share_size, user_split
 from prismrec.layout import Layout, record_stage
 from prismrec.logs import sources, validate
 from prismrec.spark import job_group
@@ -210,9 +210,12 @@ def split_sequences(seqs: DataFrame, cfg: Config) -> tuple[DataFrame, DataFrame]
     users: hashed train users train on their whole sequence; valid/test users' last
     ``holdout_fraction`` are targets. time: everyone trains on events before the
     cutoff; users with events after it are evaluated (valid/test by the same hash).
+    last: see :func:`split_last`.
     """
     pre = cfg.preprocess
     seq, length, before = F.col(sequences.SEQ), F.col(sequences.SEQ_LEN), F.col(sequences.N_BEFORE)
+    if pre.protocol == "last":
+        return split_last(seqs, pre)
     if pre.protocol == "users":
         train = seqs.where(F.col(S.SPLIT) == "train")
         held_out = seqs.where(F.col(S.SPLIT) != "train").withColumn("_held", holdout_size(length, pre.holdout_fraction))
@@ -223,6 +226,33 @@ def split_sequences(seqs: DataFrame, cfg: Config) -> tuple[DataFrame, DataFrame]
             .withColumn(S.SPLIT, F.when(F.col(S.SPLIT) == "valid", "valid").otherwise("test"))
     held_out = held_out.where((length - F.col("_held")) >= F.greatest(F.lit(pre.min_hist_len), F.lit(1)))
     return train, sequences.evaluation_users(held_out, pre.max_hist_len, F.col("_held"))
+
+
+def split_last(seqs: DataFrame, pre: PreprocessSection) -> tuple[DataFrame, DataFrame]:
+    """(training sequences, evaluation users) of the ``last`` protocol: each user's own tail is held out.
+
+    ``seqs``: ``user_id, seq, seq_len`` from :func:`sequences.user_sequences`. Of a user's
+    n events, the last n_test = floor(test_share · n) are the test part, the n_valid =
+    floor(valid_share · n) before them the valid part, the rest the training part that
+    every user trains on (:func:`share_size` floors the shares exactly). Valid rows: input
+    and seen = the training part. Test rows: input = the training part (no refit), seen =
+    training ∪ valid parts. Targets are the part's distinct items not seen; rows without
+    any, and users whose training part is shorter than ``min_hist_len``, are left out.
+    """
+    seq, length = sequences.SEQ, F.col(sequences.SEQ_LEN)
+    n_valid, n_test = share_size(length, pre.valid_share), share_size(length, pre.test_share)
+    parts = seqs.select(S.USER_ID, seq, length, (length - n_valid - n_test).alias("_n_train"),
+                        n_valid.alias("_n_valid"), n_test.alias("_n_test"))
+    n_train, n_valid, n_test = F.col("_n_train"), F.col("_n_valid"), F.col("_n_test")
+    train = parts.select(S.USER_ID, F.slice(seq, 1, n_train).alias(seq), n_train.alias(sequences.SEQ_LEN))
+    evaluated = parts.where(n_train >= max(pre.min_hist_len, 1))
+    # Each row's sequence ends with its targets: a valid row's is cut after the valid part,
+    # and a test row's valid part is seen (excluded) but not input.
+    valid = evaluated.select(S.USER_ID, F.lit("valid").alias(S.SPLIT), F.slice(seq, 1, n_train + n_valid).alias(seq),
+                             (n_train + n_valid).alias(sequences.SEQ_LEN), n_valid.alias("_held"), n_train)
+    test = evaluated.select(S.USER_ID, F.lit("test").alias(S.SPLIT), seq, length, n_test.alias("_held"), n_train)
+    rows = sequences.evaluation_users(valid.unionByName(test), pre.max_hist_len, F.col("_held"), n_train)
+    return train, rows.where(F.size(S.TARGET_ITEMS) > 0)
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
@@ -291,10 +321,17 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> dict:
          .sortWithinPartitions(S.USER_ID).write.mode("overwrite").parquet(layout.table("histories")))
         logger.info("preprocess: wrote training examples and histories (%.1fs)", time.time() - started)
 
-    split_counts = {row[S.SPLIT]: row["count"] for row in seqs.groupBy(S.SPLIT).count().collect()}
+    splits = seqs.select(S.SPLIT)
+    if pre.protocol == "last":
+        # Every user trains, and may be a valid and a test user too: these counts overlap.
+        splits = seqs.select(F.lit("train").alias(S.SPLIT)).union(
+            spark.read.parquet(layout.table("eval_users")).select(S.SPLIT))
+    split_counts = {row[S.SPLIT]: row["count"] for row in splits.groupBy(S.SPLIT).count().collect()}
     num_items = items.agg(F.max(S.ITEM_IDX)).first()[0] + 1
     train_layout = petastorm_io.parquet_layout(layout.table("train_examples"))
-    meta = {"run_id": run_id, "dt": dt, "protocol": pre.protocol, "num_items": int(num_items),
+    # Under `last` every user is a training user and the split counts overlap.
+    num_users = split_counts.get("train", 0) if pre.protocol == "last" else sum(split_counts.values())
+    meta = {"run_id": run_id, "dt": dt, "protocol": pre.protocol, "num_items": int(num_items), "users": num_users,
             "counts": counts, "users_by_split": split_counts, "train_examples": train_layout,
             "max_hist_len": pre.max_hist_len, "config_hash": cfg.config_hash()}
     layout.meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -303,6 +340,6 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> dict:
     meta["events_per_second"] = round(counts["input"] / max(meta["seconds"], 1e-9))
     record_stage(layout, run_id, "preprocess", meta)
     logger.info("preprocess: done in %.1fs: %d users %s, %d training examples in %d row groups",
-                meta["seconds"], sum(split_counts.values()), split_counts, train_layout["rows"],
+                meta["seconds"], num_users, split_counts, train_layout["rows"],
                 train_layout["row_groups"])
     return meta

@@ -36,7 +36,7 @@ def test_histories_are_time_ordered_and_left_padded(spark, preprocessed):
     events = pd.read_parquet(layout.table("events"))
     user = histories.iloc[0]
     expected = (events[events[S.USER_ID] == user[S.USER_ID]]
-                .assign(idx=lambda e: e[S.ITEM_ID].map(items)).sort_values([S.TS, "idx"])["idx"].tolist())
+                .assign(idx=lambda e: e[S.ITEM_ID].map(items)).sort_values([S.TS, S.ITEM_ID])["idx"].tolist())
     length = cfg.preprocess.max_hist_len
     padded = [0] * max(0, length - len(expected)) + expected[-length:]
     assert user[S.HIST_ITEMS].tolist() == padded

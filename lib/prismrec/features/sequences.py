@@ -38,17 +38,18 @@ def category_vocabulary(items: DataFrame) -> DataFrame:
 
 
 def user_events(events: DataFrame, items: DataFrame, in_training: Column) -> DataFrame:
-    """One row per user: ``user_id, events: array<struct<ts, item_idx, event_type, train>>``.
+    """One row per user: ``user_id, events: array<struct<ts, item_id, item_idx, event_type, train>>``.
 
     The single per-user aggregation that both the training sequences and the scoring
-    histories are read from. Entries are sorted by time, ties by item_idx; events whose
+    histories are read from. Entries are sorted by time, ties by the raw item_id (not by
+    item_idx, which follows popularity and so changes with the data); events whose
     item is not in ``items`` are left out (a user may keep an empty array). ``train``
     is ``in_training`` evaluated per event: whether it belongs to the training sequence.
     If ``events`` is already hash-partitioned by user, this adds no shuffle.
     """
     indexed = events.join(F.broadcast(items.select(S.ITEM_ID, S.ITEM_IDX)), S.ITEM_ID, "left")
     entry = F.when(F.col(S.ITEM_IDX).isNotNull(),
-                   F.struct(S.TS, S.ITEM_IDX, S.EVENT_TYPE, in_training.alias(TRAIN)))
+                   F.struct(S.TS, S.ITEM_ID, S.ITEM_IDX, S.EVENT_TYPE, in_training.alias(TRAIN)))
     return indexed.groupBy(S.USER_ID).agg(F.sort_array(F.collect_list(entry)).alias(EVENTS))
 
 
@@ -118,17 +119,21 @@ def histories(input_items: Column, max_hist_len: int) -> list[Column]:
     ]
 
 
-def evaluation_users(sequences: DataFrame, max_hist_len: int, held_out: Column) -> DataFrame:
-    """Held-out users: the first part of the sequence is input, the rest are targets.
+def evaluation_users(sequences: DataFrame, max_hist_len: int, held_out: Column,
+                     n_input: Column | None = None) -> DataFrame:
+    """Held-out users: the first part of the sequence is known, the last ``held_out`` items are targets.
 
-    Targets are the distinct held-out items not already in the input (those are
-    excluded from recommendations, so they could never be hit).
+    The known part's distinct items are ``seen_items`` (excluded from recommendations);
+    the model input (``hist_items``) is its first ``n_input`` items (None: all of it).
+    Targets are the distinct held-out items not already seen (those could never be hit).
     Output: ``user_id, split, hist_items, hist_len, seen_items, target_items``.
     """
-    n_input = F.col(SEQ_LEN) - held_out
-    input_items = F.slice(SEQ, 1, n_input)
-    targets = F.array_except(F.slice(SEQ, n_input + 1, held_out), input_items)
-    return sequences.select(S.USER_ID, S.SPLIT, *histories(input_items, max_hist_len),
+    n_known = F.col(SEQ_LEN) - held_out
+    known = F.slice(SEQ, 1, n_known)
+    input_items = known if n_input is None else F.slice(SEQ, 1, n_input)
+    hist_items, hist_len, _ = histories(input_items, max_hist_len)
+    targets = F.array_except(F.slice(SEQ, n_known + 1, held_out), known)
+    return sequences.select(S.USER_ID, S.SPLIT, hist_items, hist_len, F.array_distinct(known).alias(S.SEEN_ITEMS),
                             targets.alias(S.TARGET_ITEMS))
 
 

@@ -1,5 +1,7 @@
-"""Deterministic user splits for the ``users`` protocol."""
+"""Deterministic splits: users by a seeded hash (``users``), each user's last events by share (``last``)."""
 from __future__ import annotations
+
+from decimal import Decimal
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -20,3 +22,11 @@ def holdout_size(seq_len: Column, holdout_fraction: float) -> Column:
     held = F.ceil(seq_len * F.lit(holdout_fraction)).cast("int")
     return F.least(F.greatest(held, F.lit(1)), seq_len - 1)
 
+
+def share_size(seq_len: Column, share: float) -> Column:
+    """floor(share · seq_len) as an int, exactly for the share as written in decimal.
+
+    The share becomes a decimal literal (``Decimal(str(0.7))`` is exactly 7/10), so the
+    product is exact: 0.7 · 90 is 63, where doubles give 62.99999999999999 and floor 62.
+    """
+    return F.floor(F.lit(Decimal(str(share))) * seq_len).cast("int")
