@@ -104,16 +104,16 @@ class PreprocessSection:
     holdout_fraction: float = 0.2
     valid_share: float = 0.1
     test_share: float = 0.1
-    max_examples_per_user: int = 64
+    max_examples_per_user: int = 5000
     row_group_rows: int = 4096
     num_files: int = 8
 
 
 @dataclass(frozen=True)
 class ModelSection:
-    encoder: str = "clustered"
+    encoder: str = "self_attentive"
     num_interests: int = 4
-    embedding_dim: int = 32
+    embedding_dim: int = 64
     hidden_dim: int = 64
     routing_iterations: int = 3
     cluster_iterations: int = 5
@@ -125,14 +125,14 @@ class ModelSection:
 class TrainSection:
     launcher: str = "spark"  # spark | horovodrun | local
     num_proc: int = 2
-    epochs: int = 3
+    epochs: int = 20
     batch_size: int = 256
-    learning_rate: float = 0.002
+    learning_rate: float = 0.001
     num_negatives: int = 256
     temperature: float = 0.1
     optimizer: str = "adam"
     lr_schedule: str = "constant"
-    patience: int = 2
+    patience: int = 3
     validation_users: int = 2000
     rank_timeout_s: int = 1800
     inject_nan_step: int = -1
@@ -147,7 +147,7 @@ class TrainSection:
 class ScoreSection:
     model_id: str = ""  # empty: the model the last train stage wrote
     top_n: int = 50
-    merge: str = "share"
+    merge: str = "max"
     diversity: float = 0.0
     interest_prior: float = 0.0
     exclude_event_types: list = field(default_factory=lambda: list(S_EVENT_TYPES))

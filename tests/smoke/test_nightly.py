@@ -15,12 +15,13 @@ import pytest
 from conftest import tiny_config
 from prismrec import schema as S
 from prismrec.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED, main, run_stage
-from prismrec.config import REDACTED
+from prismrec.config import REDACTED, ModelSection
 from prismrec.layout import Layout
 from prismrec.nightly import STAGES, date_lock, prune_models, read_published, run_night
 
 pytestmark = pytest.mark.smoke
 NIGHT, NEXT_NIGHT = "2026-01-14", "2026-01-15"  # the logs' last day, and a night with no new events
+ENCODER = ModelSection().encoder  # nightly model ids end with the configured (here: default) encoder
 SECRET = "s3cr3t-value"
 
 
@@ -54,7 +55,7 @@ def test_a_night_runs_every_stage_in_order_and_writes_the_published_pointer_last
     assert starts == sorted(starts)
     root = Layout.of(cfg).root
     published = read_published(Layout.of(cfg))
-    assert published["model_id"] == stages["train"]["counts"]["model_id"] == f"test-{NIGHT}-clustered"
+    assert published["model_id"] == stages["train"]["counts"]["model_id"] == f"test-{NIGHT}-{ENCODER}"
     pointer_written = (root / "models" / "PUBLISHED.json").stat().st_mtime
     for table in ("recommendations", "user_interests"):
         assert max(p.stat().st_mtime for p in (root / table).rglob("*")) <= pointer_written
@@ -79,7 +80,7 @@ def test_rerun_skips_every_stage_and_force_stage_reruns_from_there_with_the_same
     pd.testing.assert_frame_equal(recommendations(cfg), before)  # same rows, not a second copy
     root = Layout.of(cfg).root
     assert [p.name for p in (root / "recommendations").iterdir()] == [f"dt={NIGHT}"]
-    assert [p.name for p in (root / "models").iterdir() if p.is_dir()] == [f"test-{NIGHT}-clustered"]
+    assert [p.name for p in (root / "models").iterdir() if p.is_dir()] == [f"test-{NIGHT}-{ENCODER}"]
     assert not list(root.rglob("*.retired"))
 
 
@@ -113,7 +114,7 @@ def test_quality_gate_refuses_to_publish_a_worse_model_and_names_the_stage(night
     assert main(cli_args(cfg, "--date", NIGHT)) == 0
     manifest = json.loads((layout.root / "runs" / NIGHT / "manifest.json").read_text())
     assert manifest["attempts"][-1]["ran"] == ["quality_gate", "score", "publish"]
-    assert read_published(layout)["model_id"] == f"test-{NIGHT}-clustered"
+    assert read_published(layout)["model_id"] == f"test-{NIGHT}-{ENCODER}"
 
 
 def test_warm_night_starts_from_the_published_weights(spark, night):
@@ -123,10 +124,10 @@ def test_warm_night_starts_from_the_published_weights(spark, night):
     data = cfg.to_dict()
     data["nightly"]["train_mode"] = "warm"
     manifest = run_night(from_dict(data), NEXT_NIGHT, spark=spark)
-    published_before = f"test-{NIGHT}-clustered"
+    published_before = f"test-{NIGHT}-{ENCODER}"
     train = manifest["stages"]["train"]["counts"]
     assert train["warm_start"] == str(Layout.of(cfg).model_dir(published_before))
-    assert read_published(Layout.of(cfg))["model_id"] == f"test-{NEXT_NIGHT}-clustered"
+    assert read_published(Layout.of(cfg))["model_id"] == f"test-{NEXT_NIGHT}-{ENCODER}"
     assert manifest["stages"]["publish"]["counts"]["pruned_models"] == []  # two nights, seven kept
 
 
@@ -139,7 +140,7 @@ def test_warm_start_carries_item_rows_by_item_id(night, tmp_path):
     from prismrec.training.warm import load_initial_weights
 
     cfg, _ = night
-    model_dir = Layout.of(cfg).model_dir(f"test-{NIGHT}-clustered")
+    model_dir = Layout.of(cfg).model_dir(f"test-{NIGHT}-{ENCODER}")
     old = artifact.load(model_dir)
     old_items = old.items[[S.ITEM_IDX, S.ITEM_ID]]
     # Tonight: the vocabulary in reverse order, plus one item never seen before (the last index).
