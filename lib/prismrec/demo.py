@@ -17,7 +17,7 @@ from prismrec.config import Config, from_dict
 
 logger = logging.getLogger(__name__)
 PROTOCOLS = ("users", "time")
-DEMO_MODELS = ("clustered", "mean_pool", "seed_mlp")  # the first is the main model
+DEMO_MODELS = ("self_attentive", "clustered", "mean_pool", "seed_mlp")  # the first is the main model (the default encoder)
 BASELINES = ("popularity", "als", "itemknn")
 
 

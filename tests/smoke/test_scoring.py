@@ -83,15 +83,16 @@ def test_problems_are_named(spark, scored):
     problems = publish.recommendation_problems(broken, spark.read.parquet(layout.table("histories")),
                                                spark.read.parquet(layout.table("items")), cfg.score.top_n)
     assert any(p.startswith("bad_ranks:") for p in problems)
-    order = Ranking.of(cfg.score).score_order
-    assert order == "interest"  # the default share merge
-    clean = publish.recommendation_problems(recs, spark.read.parquet(layout.table("histories")),
-                                            spark.read.parquet(layout.table("items")), cfg.score.top_n, order)
-    assert clean == []
+    assert Ranking.of(cfg.score).score_order == "list"  # the default max merge
     reversed_scores = recs.withColumn(S.SCORE, -recs[S.SCORE])
-    problems = publish.recommendation_problems(reversed_scores, spark.read.parquet(layout.table("histories")),
-                                               spark.read.parquet(layout.table("items")), cfg.score.top_n, order)
-    assert any(p.startswith("increasing_scores:") for p in problems)
+    # A list ordered by score is ordered within each interest's part too (the share merge's check).
+    for order in ("list", "interest"):
+        clean = publish.recommendation_problems(recs, spark.read.parquet(layout.table("histories")),
+                                                spark.read.parquet(layout.table("items")), cfg.score.top_n, order)
+        assert clean == []
+        problems = publish.recommendation_problems(reversed_scores, spark.read.parquet(layout.table("histories")),
+                                                   spark.read.parquet(layout.table("items")), cfg.score.top_n, order)
+        assert any(p.startswith("increasing_scores:") for p in problems)
 
 
 def test_explain_names_interests_and_reasons(scored):

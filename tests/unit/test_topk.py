@@ -91,7 +91,7 @@ def test_share_merge_refuses_the_max_only_keys_naming_them():
         Ranking.of(ScoreSection(merge="share", diversity=0.2))
     assert Ranking.of(ScoreSection(merge="max", diversity=0.2)).score_order is None
     assert Ranking.of(ScoreSection(merge="max")).score_order == "list"
-    assert Ranking.of(ScoreSection()).score_order == "interest"
+    assert Ranking.of(ScoreSection(merge="share")).score_order == "interest"
 
 
 def test_exclusion_mask_blocks_padding_and_seen():
