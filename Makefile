@@ -51,6 +51,7 @@ bench: setup
 	$(PY) bench/preprocess.py
 	$(PY) bench/train.py
 	$(PY) bench/quality.py
+	$(PY) bench/movielens.py
 
 # dist/prismrec-*.whl, and dist/prismrec-env.tar.gz for `spark-submit --archives ...#environment`:
 # a fresh venv with the pins and the wheel (venv-pack refuses editable installs, so not .venv),
