@@ -273,19 +273,22 @@ def _build(cls: type, data: dict, prefix: str, origin: str) -> Any:
             )
     section = cls(**kwargs)
     if cls is PreprocessSection:
-        _check_shares(section, origin)
+        _check_share_values(section, origin)
     return section
 
 
-def _check_shares(pre: PreprocessSection, origin: str) -> None:
-    """``valid_share`` in (0, 1), ``test_share`` in [0, 1), their sum below 1, so every user keeps a training part.
-
-    The sum is taken on the shares as written (decimal), as the split floors them.
-    """
+def _check_share_values(pre: PreprocessSection, origin: str) -> None:
+    """``valid_share`` > 0 and ``test_share`` ≥ 0, finite; checked as each layer is read."""
     for key, value, low in (("valid_share", pre.valid_share, "0 < "), ("test_share", pre.test_share, "0 ≤ ")):
         if not math.isfinite(value) or value < 0 or (key == "valid_share" and value == 0):
             raise ConfigError(f"config key 'preprocess.{key}' has value {value!r} (from {origin}); "
                               f"allowed: a finite number with {low}{key} and valid_share + test_share < 1")
+
+
+def _check_share_sum(pre: PreprocessSection, origin: str) -> None:
+    """valid_share + test_share < 1, so every user keeps a training part; checked on the merged
+    config only (a later layer may lower the other share). The sum is taken on the shares as
+    written (decimal), as the split floors them."""
     if Decimal(str(pre.valid_share)) + Decimal(str(pre.test_share)) >= 1:
         raise ConfigError(f"config keys 'preprocess.valid_share' ({pre.valid_share!r}) and 'preprocess.test_share' "
                           f"({pre.test_share!r}) sum to 1 or more (from {origin}); allowed: valid_share + test_share "
@@ -335,9 +338,12 @@ def load_config(conf: str | Path | None = None, overrides: list[str] | tuple[str
         # Build after every layer so that an error names the layer it came from.
         data = _merge(data, layer)
         cfg = _build(Config, data, "", origin)
+    _check_share_sum(cfg.preprocess, " then ".join(origin for _, origin in layers) or "the defaults")
     return cfg
 
 
 def from_dict(data: dict) -> Config:
     """Rebuild a Config from :meth:`Config.to_dict` output (e.g. on a Horovod rank)."""
-    return _build(Config, data, "", "resolved config")
+    cfg = _build(Config, data, "", "resolved config")
+    _check_share_sum(cfg.preprocess, "resolved config")
+    return cfg

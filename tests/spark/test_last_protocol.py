@@ -223,3 +223,11 @@ def test_bad_shares_are_config_errors_naming_the_key(overrides, message):
 def test_last_is_an_allowed_protocol():
     cfg = load_config(None, ["preprocess.protocol=last", "preprocess.test_share=0"])
     assert (cfg.preprocess.protocol, cfg.preprocess.valid_share, cfg.preprocess.test_share) == ("last", 0.1, 0.0)
+
+
+def test_the_share_sum_is_checked_on_the_merged_config_whatever_the_order():
+    # 0.9 + the default 0.1 would be 1.0, but the later layer lowers test_share: 0.9 + 0.05 = 0.95 < 1.
+    for overrides in (["preprocess.valid_share=0.9", "preprocess.test_share=0.05"],
+                      ["preprocess.test_share=0.05", "preprocess.valid_share=0.9"]):
+        cfg = load_config(None, overrides)
+        assert (cfg.preprocess.valid_share, cfg.preprocess.test_share) == (0.9, 0.05)

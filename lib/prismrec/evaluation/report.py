@@ -75,7 +75,8 @@ def markdown(result: dict) -> str:
         "",
         f"Split `{result['split']}`; protocols {protocols}. `users`: held-out users, the first 80% of each "
         f"history is the input and the rest are the targets; `time`: every user, events after the cutoff are "
-        f"the targets. Every system ranks the same users, seen items excluded, top {max(result['ks'])}.",
+        f"the targets; `last`: every user, the last shares of each history are the valid and test targets. "
+        f"Every system ranks the same users, seen items excluded, top {max(result['ks'])}.",
         f"Featured model (plots, examples): `{result['model_dir'] or '-'}`.",
         "",
         "## Systems × protocols × metrics",

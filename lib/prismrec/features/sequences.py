@@ -41,8 +41,8 @@ def user_events(events: DataFrame, items: DataFrame, in_training: Column) -> Dat
     """One row per user: ``user_id, events: array<struct<ts, item_id, item_idx, event_type, train>>``.
 
     The single per-user aggregation that both the training sequences and the scoring
-    histories are read from. Entries are sorted by time, ties by the raw item_id (not by
-    item_idx, which follows popularity and so changes with the data); events whose
+    histories are read from. Entries are sorted by time, ties by the raw item_id as a
+    string (not by item_idx, which follows popularity and so changes with the data); events whose
     item is not in ``items`` are left out (a user may keep an empty array). ``train``
     is ``in_training`` evaluated per event: whether it belongs to the training sequence.
     If ``events`` is already hash-partitioned by user, this adds no shuffle.
