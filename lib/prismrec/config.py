@@ -78,11 +78,27 @@ class MappingSection:
 
 
 @dataclass(frozen=True)
+class CatalogueMappingSection:
+    item: str = "item_id"
+    category: str = "category"  # empty: the catalogue holds no category
+    name: str = "name"  # empty: the catalogue holds no display name
+
+
+@dataclass(frozen=True)
+class CatalogueSection:
+    path: str = ""  # empty: no catalogue (movielens: the folder's movies file)
+    format: str = ""  # csv | jsonl | parquet; empty: from the file extension
+    csv_delimiter: str = ","
+    mapping: CatalogueMappingSection = field(default_factory=CatalogueMappingSection)
+
+
+@dataclass(frozen=True)
 class SourceSection:
     format: str = "synthetic"
     path: str = ""  # empty: <paths.data>/synthetic/UserBehavior.csv
     csv_delimiter: str = ","
     mapping: MappingSection = field(default_factory=MappingSection)
+    items: CatalogueSection = field(default_factory=CatalogueSection)
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,7 @@ def redact(data):
 
 _CHOICES = {
     "source.format": ("synthetic", "taobao", "movielens", "csv", "jsonl", "parquet"),
+    "source.items.format": ("", "csv", "jsonl", "parquet"),
     "preprocess.protocol": ("users", "time", "last"),
     "preprocess.example_sampling": ("recent", "random"),
     "model.encoder": ("clustered", "self_attentive", "capsule", "mean_pool", "seed_mlp"),
@@ -308,7 +325,11 @@ def _merge(base: dict, update: dict) -> dict:
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist; pass an existing YAML file to --conf")
-    data = _yaml(path.read_text()) or {}
+    try:
+        data = _yaml(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {' '.join(str(error).split())}; "
+                          f"fix the file (quote values with special characters, e.g. \"\\t\" for a tab)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
     return data
@@ -318,7 +339,13 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     match = re.fullmatch(r"([A-Za-z_][\w.]*)=(.*)", item)
     if not match:
         raise ConfigError(f"override '{item}' is not of the form section.key=value")
-    return match.group(1).split("."), _yaml(match.group(2)) if match.group(2) else ""
+    key, text = match.groups()
+    try:
+        return key.split("."), _yaml(text) if text else ""
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "it does not parse"
+        raise ConfigError(f"--set {key}={text!r}: the value is not valid YAML ({problem}); write special "
+                          f"characters as a quoted YAML string, e.g. --set '{key}=\"\\t\"' for a tab") from None
 
 
 def load_config(conf: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -26,6 +26,11 @@ class Layout:
         return str(self.preprocessed / name)
 
     @property
+    def refused_quarantine(self) -> Path:
+        """``refused/quarantine``: the quarantine of the last preprocess run refused for bad input."""
+        return self.root / "refused" / "quarantine"
+
+    @property
     def meta_path(self) -> Path:
         return self.preprocessed / "_meta.json"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -23,15 +24,12 @@ from prismrec.config import Config, PreprocessSection
 from prismrec.features import petastorm_io, sequences
 from prismrec.features.split import holdout_size, share_size, user_split
 from prismrec.layout import Layout, record_stage
-from prismrec.logs import sources, validate
-from prismrec.spark import job_group
+from prismrec.logs import catalogue, sources, validate
+from prismrec.logs.sources import InputError
+from prismrec.spark import job_group, quiet_task_failures
 
 logger = logging.getLogger(__name__)
 FILTER_RULES = ("max_events_per_user", "min_item_events", "min_user_events")
-
-
-class InputError(ValueError):
-    """The input logs are missing or too broken to publish anything from."""
 
 
 def source_path(cfg: Config) -> str:
@@ -184,17 +182,59 @@ def count_records(tagged: DataFrame) -> tuple[dict, object]:
     return counts, kept[0]["last_day"] if kept else None
 
 
-def check_counts(counts: dict, path: str, max_bad_fraction: float) -> None:
-    """Refuse input with nothing in it, too much quarantined, or nothing kept; assert reconciliation."""
-    if counts["input"] == 0:
-        raise InputError(f"no records found under '{path}'; check source.path and source.format")
+# The config key most likely at fault when a quarantine reason dominates, per reason.
+LIKELY_KEYS = {
+    "wrong_field_count": "source.format / source.csv_delimiter",
+    "unparseable_number": "source.format",
+    "empty_id": "source.mapping.user / source.mapping.item",
+    "control_characters": "source.csv_delimiter (or the files' encoding: UTF-8 is expected)",
+    "id_too_long": "preprocess.max_id_length",
+    "unparseable_timestamp": "source.mapping.timestamp_format",
+    "timestamp_before_minimum": "preprocess.min_timestamp",
+    "timestamp_after_cutoff": "run.dt (events at or after the day after it are quarantined)",
+    "unknown_event_type": "source.mapping.event_types / source.mapping.default_event_type",
+}
+
+
+def dominant_reason(counts: dict, max_bad_fraction: float) -> str | None:
+    """The most frequent quarantine reason when the quarantined share exceeds ``max_bad_fraction``, else None."""
+    quarantined = counts["quarantined"]
+    if not counts["input"] or sum(quarantined.values()) / counts["input"] <= max_bad_fraction:
+        return None
+    return max(sorted(quarantined), key=quarantined.get)
+
+
+def likely_key(reason: str, samples: list[str], cfg: Config) -> str:
+    """The config key to look at for ``reason``, with the change to make when the samples show it."""
+    mapping = cfg.source.mapping
+    if reason == "unparseable_timestamp" and cfg.source.format in ("csv", "jsonl", "parquet"):
+        # 13-digit epoch values are milliseconds (10 digits: seconds) until the year 2286.
+        digits = {len(match) for text in samples for match in re.findall(r"(?<![0-9])[0-9]{10,16}(?![0-9])", text)}
+        for width, fmt in ((13, "unix_ms"), (10, "unix_s")):
+            if width in digits and mapping.timestamp_format != fmt:
+                return (f"source.mapping.timestamp_format (now {mapping.timestamp_format!r}; {width}-digit values "
+                        f"suggest --set source.mapping.timestamp_format={fmt})")
+        return f"source.mapping.timestamp_format (now {mapping.timestamp_format!r})"
+    return LIKELY_KEYS.get(reason, "source.format")
+
+
+def refusal(counts: dict, max_bad_fraction: float, reason: str, samples: list, cfg: Config, where: str) -> InputError:
+    """The error for a run whose quarantine share is too high: counts, raw samples of the dominant
+    ``reason`` with their files, the likely config key, and where the quarantine was written."""
     quarantined = sum(counts["quarantined"].values())
-    bad_share = quarantined / counts["input"]
-    if bad_share > max_bad_fraction:
-        raise InputError(
-            f"{quarantined} of {counts['input']} input records ({bad_share:.1%}) failed validation "
-            f"{counts['quarantined']}, above preprocess.max_bad_fraction={max_bad_fraction}; nothing was "
-            f"published. Fix the input or raise preprocess.max_bad_fraction")
+    shown = "; ".join(f"{row[S.RAW]!r} in {row[S.SOURCE_FILE]}" for row in samples)
+    return InputError(
+        f"{quarantined} of {counts['input']} input records ({quarantined / counts['input']:.1%}) failed validation "
+        f"{counts['quarantined']}, above preprocess.max_bad_fraction={max_bad_fraction}; nothing was published. "
+        f"Most are {reason}, e.g. {shown}. Check {likely_key(reason, [row[S.RAW] for row in samples], cfg)}; "
+        f"every quarantined record is in {where}")
+
+
+def check_counts(counts: dict, path: str) -> None:
+    """Refuse input with nothing in it or nothing kept; assert that the counts reconcile."""
+    if counts["input"] == 0:
+        raise sources.no_records(path)
+    quarantined = sum(counts["quarantined"].values())
     accounted = (counts["kept"] + counts["duplicates"] + quarantined + sum(counts["filtered"].values()))
     if accounted != counts["input"]:
         raise AssertionError(f"record reconciliation failed: input={counts['input']} but "
@@ -258,7 +298,9 @@ def split_last(seqs: DataFrame, pre: PreprocessSection) -> tuple[DataFrame, Data
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run the stage; returns the stage report (also written to ``reports/<run_id>.json``)."""
     cached: list[DataFrame] = []  # freed however the stage ends
-    with stage_conf(spark):
+    # Any input file that cannot be read ends the stage with one line naming it (exit code 3).
+    with stage_conf(spark), quiet_task_failures(spark), \
+            sources.read_failures(spark, source_path(cfg), cfg.source.format):
         try:
             return _run(spark, cfg, cached)
         finally:
@@ -284,18 +326,32 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> dict:
     logger.info("preprocess: %d input records, %d quarantined %s; kept %d events; %d duplicates; filtered %s "
                 "(%.1fs)", counts["input"], quarantined, counts["quarantined"], counts["kept"], counts["duplicates"],
                 counts["filtered"], time.time() - started)
-    check_counts(counts, source_path(cfg), pre.max_bad_fraction)
+    quarantine = validate.quarantined(tagged, f"{cfg.run.name}-preprocess")
+    reason = dominant_reason(counts, pre.max_bad_fraction)
+    if reason is not None:
+        # Refused: nothing is published, but the quarantine is written aside to be looked at.
+        where = str(layout.refused_quarantine)
+        quarantine.write.mode("overwrite").parquet(where)
+        samples = spark.read.parquet(where).where(F.col(S.REASON) == reason).limit(3).collect()
+        raise refusal(counts, pre.max_bad_fraction, reason, samples, cfg, where)
+    check_counts(counts, source_path(cfg))
     valid = F.col(S.REASON).isNull()
     kept = validate.valid_events(tagged.where(F.col(FILTER).isNull()))
-    quarantine = validate.quarantined(tagged, f"{cfg.run.name}-preprocess")
 
     dt = cfg.run.dt or str(last_day)
     run_id = f"{cfg.run.name}-{dt}"
     time_cutoff = (datetime.combine(last_day, datetime.min.time()) - timedelta(days=pre.time_holdout_days - 1)
                    if pre.protocol == "time" else None)
     with job_group(spark, "preprocess", "write events, quarantine and vocabularies"):
-        items = cache(sequences.item_vocabulary(kept))
-        items.coalesce(1).write.mode("overwrite").parquet(layout.table("items"))
+        # The catalogue's categories replace the events' own before categories are counted.
+        listed = catalogue.for_source(spark, cfg.source, source_path(cfg))
+        items = cache(catalogue.with_catalogue(sequences.item_vocabulary(kept), listed))
+        coverage = catalogue.coverage(items) if listed is not None else None
+        if coverage:
+            logger.info("preprocess: item catalogue: %d items missing from it, %d with duplicate rows",
+                        coverage["items_missing_from_catalogue"], coverage["items_with_duplicate_catalogue_rows"])
+        (items.drop(catalogue.CATALOGUE_ROWS).coalesce(1).sortWithinPartitions(S.ITEM_IDX)
+         .write.mode("overwrite").parquet(layout.table("items")))
         sequences.category_vocabulary(items).coalesce(1).write.mode("overwrite").parquet(layout.table("categories"))
         # Ids and timestamps are near-unique per file: a dictionary would overflow and fall
         # back to plain encoding after paying for the lookups (Parquet's per-column option).
@@ -333,7 +389,7 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> dict:
     num_users = split_counts.get("train", 0) if pre.protocol == "last" else sum(split_counts.values())
     meta = {"run_id": run_id, "dt": dt, "protocol": pre.protocol, "num_items": int(num_items), "users": num_users,
             "counts": counts, "users_by_split": split_counts, "train_examples": train_layout,
-            "max_hist_len": pre.max_hist_len, "config_hash": cfg.config_hash()}
+            "max_hist_len": pre.max_hist_len, "catalogue": coverage, "config_hash": cfg.config_hash()}
     layout.meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
     cfg.save(layout.preprocessed / "config.yaml")
     meta["seconds"] = round(time.time() - started, 2)

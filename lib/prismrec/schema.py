@@ -21,6 +21,7 @@ UNKNOWN_CATEGORY = "unknown"
 ITEM_IDX = "item_idx"
 CATEGORY_IDX = "category_idx"
 COUNT = "count"
+ITEM_NAME = "item_name"  # display name from the item catalogue; null when it has none
 PADDING_IDX = 0
 
 # Training examples and evaluation users.

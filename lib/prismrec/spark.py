@@ -55,3 +55,32 @@ def job_group(spark, stage: str, description: str):
         yield
     finally:
         spark.sparkContext.setJobGroup(stage, f"prismrec {stage}")
+
+
+# Spark's loggers that print a whole Java stack for every failed task: the executor's
+# "Exception in task", the scheduler's "Lost task", and the shuffle writer's clean-up.
+TASK_FAILURE_LOGGERS = ("org.apache.spark.executor.Executor", "org.apache.spark.scheduler.TaskSetManager",
+                        "org.apache.spark.storage.DiskBlockObjectWriter")
+
+
+@contextmanager
+def quiet_task_failures(spark):
+    """Keep failed tasks' Java stacks off the console while a stage handles their errors itself.
+
+    The failure still reaches Python as an exception that carries the whole trace, which
+    the caller logs or turns into a one-line error. Nothing changes while prismrec logs at
+    DEBUG. In local mode the executors share the driver's log4j; on a cluster their logs
+    stay in the executors' own files.
+    """
+    if logging.getLogger("prismrec").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+    before = {name: log4j.LogManager.getLogger(name).getLevel() for name in TASK_FAILURE_LOGGERS}
+    for name in TASK_FAILURE_LOGGERS:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)
+    try:
+        yield
+    finally:
+        for name, level in before.items():
+            log4j.core.config.Configurator.setLevel(name, level)

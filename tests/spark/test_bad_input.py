@@ -93,6 +93,10 @@ def test_too_many_bad_lines_exit_non_zero_and_publish_nothing(tmp_path):
     assert done.returncode == 3
     assert re.search(r"104 of 1004 input records \(10\.4%\) failed validation", done.stderr)
     assert not (output / "preprocessed").exists()
+    # Nothing is published, but the quarantine is written aside: exactly the bad lines.
+    quarantine = pd.read_parquet(output / "refused" / "quarantine")
+    assert sorted(zip(quarantine[S.REASON], quarantine[S.RAW])) == sorted(bad_lines(13))
+    assert "every quarantined record is in" in done.stderr
 
 
 def snapshot(layout: Layout) -> dict[str, list]:

@@ -54,6 +54,24 @@ def test_missing_config_file_is_an_error(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def test_a_value_yaml_cannot_parse_is_a_config_error_naming_the_key(capsys):
+    from prismrec.cli import EXIT_CONFIG, main
+
+    with pytest.raises(ConfigError, match=r"--set source.csv_delimiter='\\t'.*--set 'source.csv_delimiter=\"\\t\"'"):
+        load_config(None, ["source.csv_delimiter=\t"])
+    assert load_config(None, ['source.csv_delimiter="\\t"']).source.csv_delimiter == "\t"
+    # The same through the command line: exit 2 and one line, before any Spark starts.
+    assert main(["preprocess", "--set", "preprocess.min_timestamp=[1990"]) == EXIT_CONFIG
+    assert "--set preprocess.min_timestamp='[1990': the value is not valid YAML" in capsys.readouterr().err
+
+
+def test_a_config_file_yaml_cannot_parse_names_the_file(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("source:\n  csv_delimiter: \t\n")
+    with pytest.raises(ConfigError, match=r"config file '.*c.yaml' is not valid YAML: .*line 2"):
+        load_config(conf)
+
+
 def test_round_trip_and_hash_are_stable():
     cfg = load_config(None, ["model.num_interests=3"])
     assert from_dict(cfg.to_dict()) == cfg

@@ -1,6 +1,8 @@
 """Ranking metrics: limits and hand-derived values."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,13 @@ def test_precision_and_mrr_by_hand():
     assert got["precision@2"].tolist() == [0.5, 0.0]
     assert got["precision@4"].tolist() == [0.5, 0.0]
     assert got["mrr"].tolist() == [0.5, 0.0]
+
+
+def test_mrr_of_misses_is_zero_without_dividing_by_zero():
+    # first hits at rank 3, none, rank 1, none (an empty list): MRR = 1/3, 0, 1/1, 0.
+    ranked = np.array([[4, 6, 2], [5, 9, -1], [8, 1, 3], [-1, -1, -1]])
+    targets = [np.array([2]), np.array([3]), np.array([3, 8]), np.array([7])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a 1/0 evaluated for a miss would raise here
+        got = batch_metrics(ranked, targets, [3])
+    assert got["mrr"].tolist() == [1 / 3, 0.0, 1.0, 0.0]

@@ -45,8 +45,10 @@ def batch_metrics(ranked: np.ndarray, targets: list[np.ndarray], ks: list[int]) 
         out[f"hit_rate@{k}"] = (hit_count > 0).astype(np.float64)
         out[f"ndcg@{k}"] = (top * discounts[:top.shape[1]]).sum(axis=1) / ideal
         out[f"precision@{k}"] = hit_count / k
-    first = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
-    out["mrr"] = np.where(first >= 0, 1.0 / (first + 1.0), 0.0)
+    has_hit = hits.any(axis=1)
+    first_position = hits.argmax(axis=1) + 1.0  # 1-based; meaningless where nothing was found
+    # Divide only where a hit exists: np.where would evaluate 1/0 for every miss first.
+    out["mrr"] = np.divide(1.0, first_position, out=np.zeros(len(hits)), where=has_hit)
     return out
 
 

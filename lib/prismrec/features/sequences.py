@@ -1,10 +1,12 @@
 """Events → vocabularies, time-ordered item sequences, training windows, histories.
 
-Every function takes and returns DataFrames and runs no action of its own.
+Every function takes and returns DataFrames and runs no action of its own, except
+the vocabulary numbering (:func:`number_rows`), which materialises one sort and
+collects one count per partition.
 """
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from prismrec import schema as S
@@ -17,24 +19,55 @@ EVENTS = "events"
 TRAIN = "train"
 
 
+def number_rows(frame: DataFrame, order: list[Column], name: str) -> DataFrame:
+    """``frame`` with ``name``: int 1..n in ``order``, which must be total (no ties), as one global sort.
+
+    A ``Window.orderBy`` without a partition would move every row into one task. Here the
+    sort is range-partitioned (each partition holds one contiguous slice of the order)
+    and materialised once with ``localCheckpoint``, so that both passes read the same
+    partitions (a recomputed sort may sample other range bounds). The driver collects one
+    ``(partition, first row id, rows)`` triple per partition, and each row's number is
+    the rows of the partitions before it plus its place in its own. Runs two actions.
+    """
+    part, row = "_part", "_row"
+    # monotonically_increasing_id: partition id in the upper bits, consecutive row numbers below.
+    ordered = frame.orderBy(*order).select("*", F.spark_partition_id().alias(part),
+                                           F.monotonically_increasing_id().alias(row)).localCheckpoint()
+    sizes = sorted(ordered.groupBy(part).agg(F.min(row).alias("first"), F.count(F.lit(1)).alias("rows")).collect(),
+                   key=lambda size: size[part])
+    shift, before = [], 0
+    for size in sizes:
+        shift += [F.lit(size[part]), F.lit(before + 1 - size["first"])]
+        before += size["rows"]
+    number = F.col(row) + F.create_map(*shift)[F.col(part)] if shift else F.lit(None)
+    return ordered.select(number.cast("int").alias(name), *frame.columns)
+
+
 def item_vocabulary(events: DataFrame) -> DataFrame:
-    """``item_idx ≥ 1, item_id, category_id, count`` by descending count (ties: item_id)."""
-    counts = events.groupBy(S.ITEM_ID).agg(
-        F.count(F.lit(1)).alias(S.COUNT),
-        # An item's category is its most frequent one; max() breaks ties deterministically.
-        F.max(F.struct(F.lit(0), S.CATEGORY_ID)).getField(S.CATEGORY_ID).alias(S.CATEGORY_ID),
-    )
-    order = Window.orderBy(F.desc(S.COUNT), F.asc(S.ITEM_ID))
-    return counts.select(F.row_number().over(order).cast("int").alias(S.ITEM_IDX),
-                         S.ITEM_ID, S.CATEGORY_ID, F.col(S.COUNT).cast("long"))
+    """``item_idx ≥ 1, item_id, category_id, count`` by descending count (ties: item_id).
+
+    ``count`` is the item's events. An item's category is its most frequent one among
+    its events; a tie goes to the smallest ``category_id`` as a string (``"102"`` before
+    ``"99"``). Numbered by :func:`number_rows` (two actions, no one-partition window).
+    """
+    per_category = events.groupBy(S.ITEM_ID, S.CATEGORY_ID).agg(F.count(F.lit(1)).alias("_events"))
+    # min over (−events, category): the most events first, then the smallest category.
+    counts = per_category.groupBy(S.ITEM_ID).agg(
+        F.sum("_events").cast("long").alias(S.COUNT),
+        F.min(F.struct(-F.col("_events"), F.col(S.CATEGORY_ID))).getField(S.CATEGORY_ID).alias(S.CATEGORY_ID))
+    numbered = number_rows(counts, [F.desc(S.COUNT), F.asc(S.ITEM_ID)], S.ITEM_IDX)
+    return numbered.select(S.ITEM_IDX, S.ITEM_ID, S.CATEGORY_ID, S.COUNT)
 
 
 def category_vocabulary(items: DataFrame) -> DataFrame:
-    """``category_idx ≥ 1, category_id, count`` (count = events), by descending count."""
+    """``category_idx ≥ 1, category_id, count`` (count = events), by descending count (ties: category_id).
+
+    ``items``: ``category_id, count`` per item, as from :func:`item_vocabulary`.
+    Numbered by :func:`number_rows`.
+    """
     counts = items.groupBy(S.CATEGORY_ID).agg(F.sum(S.COUNT).cast("long").alias(S.COUNT))
-    order = Window.orderBy(F.desc(S.COUNT), F.asc(S.CATEGORY_ID))
-    return counts.select(F.row_number().over(order).cast("int").alias(S.CATEGORY_IDX),
-                         S.CATEGORY_ID, S.COUNT)
+    numbered = number_rows(counts, [F.desc(S.COUNT), F.asc(S.CATEGORY_ID)], S.CATEGORY_IDX)
+    return numbered.select(S.CATEGORY_IDX, S.CATEGORY_ID, S.COUNT)
 
 
 def user_events(events: DataFrame, items: DataFrame, in_training: Column) -> DataFrame:

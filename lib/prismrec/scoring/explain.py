@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.dataset as ds
 
 from prismrec import schema as S
@@ -28,8 +29,31 @@ def _rows(path: Path, user_id: str):
     return ds.dataset(str(path), format="parquet").to_table(filter=ds.field(S.USER_ID) == user_id).to_pandas()
 
 
+NAMED_IN_LABEL = 3  # history items that name an interest
+
+
+def item_label(item_id: str, name, unnamed: str = "{}") -> str:
+    """``Name (item <id>)`` when the catalogue names the item, else ``unnamed`` with the id filled in."""
+    return f"{name} (item {item_id})" if isinstance(name, str) and name else unnamed.format(item_id)
+
+
+def interest_label(names: list) -> str | None:
+    """An interest named by its most recent history items' names (newest first), e.g.
+    ``Star Wars (1977), Return of the Jedi (1983), …``; None when none of them has a name."""
+    named = [name for name in names if isinstance(name, str) and name]
+    if not named:
+        return None
+    return ", ".join(named[:NAMED_IN_LABEL]) + (", …" if len(named) > NAMED_IN_LABEL else "")
+
+
 def explain(cfg: Config, user_id: str, dt: str = "") -> str:
-    """The explanation of ``user_id``'s recommendations for ``dt`` (default: the last scored day)."""
+    """The explanation of ``user_id``'s recommendations for ``dt`` (default: the last scored day).
+
+    One line per interest (its name from the catalogue's display names of its history
+    items where there are any, weight, top categories, recent history items) and one per
+    recommendation with the interest it came from. Raises FileNotFoundError when nothing
+    is published, UnknownUserError when the user has no recommendations for ``dt``.
+    """
     layout = Layout.of(cfg)
     dt = dt or layout.read_meta()["dt"]
     recs = _rows(layout.output_table("recommendations", dt), user_id).sort_values(S.RANK)
@@ -39,27 +63,35 @@ def explain(cfg: Config, user_id: str, dt: str = "") -> str:
         raise UnknownUserError(f"user {user_id!r} has no recommendations for dt={dt}; check the id (user_id column)")
     model = artifact.load(model_dir(cfg, layout))
     items = model.items.set_index(S.ITEM_IDX)
+    # Models trained before the catalogue existed have no names: every label is the bare id.
+    names = items[S.ITEM_NAME] if S.ITEM_NAME in items else pd.Series(None, index=items.index, dtype=object)
+    name_of = dict(zip(items[S.ITEM_ID], names))
     lines = [f"user {user_id} · dt={dt} · model {model.root.name}"]
-    members: dict[int, list[str]] = {}
+    members: dict[int, list[int]] = {}
     if not history.empty and history.iloc[0][S.HIST_LEN] > 0:
         hist = np.asarray(history.iloc[0][S.HIST_ITEMS], dtype=np.int32)[None, :]
         assignment = encode(model, hist).assignment[0]
         for idx, k in zip(hist[0], assignment):
             if idx > 0:
-                members.setdefault(int(k), []).append(str(items.at[int(idx), S.ITEM_ID]))
+                members.setdefault(int(k), []).append(int(idx))
+    labels = {}
     for _, row in interests.iterrows():
         k = int(row[S.INTEREST])
-        shown = ", ".join(members.get(k, [])[-5:][::-1]) or "-"
-        lines.append(f"  interest {k}: weight {row[S.WEIGHT]:.2f}, categories {', '.join(row[S.TOP_CATEGORIES]) or '-'}"
-                     f"; recent history items: {shown}")
+        recent = members.get(k, [])[::-1]  # newest first
+        labels[k] = interest_label([names.at[idx] for idx in recent])
+        shown = ", ".join(item_label(items.at[idx, S.ITEM_ID], names.at[idx]) for idx in recent[:5]) or "-"
+        named = f"{labels[k]} · " if labels[k] else ""
+        lines.append(f"  interest {k}: {named}weight {row[S.WEIGHT]:.2f}, categories "
+                     f"{', '.join(row[S.TOP_CATEGORIES]) or '-'}; recent history items: {shown}")
     lines.append("  recommendations:")
     for _, rec in recs.iterrows():
         if rec[S.FALLBACK]:
             reason = "popular overall (no usable history)"
         else:
-            labels = interests.loc[interests[S.INTEREST] == rec[S.INTEREST], S.TOP_CATEGORIES]
-            cats = ", ".join(labels.iloc[0]) if len(labels) else "-"
-            reason = f"interest {rec[S.INTEREST]} ({cats})"
-        lines.append(f"    {rec[S.RANK]:>3}. item {rec[S.ITEM_ID]} [category {rec[S.CATEGORY_ID]}] "
+            categories = interests.loc[interests[S.INTEREST] == rec[S.INTEREST], S.TOP_CATEGORIES]
+            about = labels.get(int(rec[S.INTEREST])) or (", ".join(categories.iloc[0]) if len(categories) else "-")
+            reason = f"interest {rec[S.INTEREST]} ({about})"
+        shown = item_label(rec[S.ITEM_ID], name_of.get(rec[S.ITEM_ID]), "item {}")
+        lines.append(f"    {rec[S.RANK]:>3}. {shown} [category {rec[S.CATEGORY_ID]}] "
                      f"score {rec[S.SCORE]:.3f} ← {reason}")
     return "\n".join(lines)

@@ -76,6 +76,8 @@ def build_spec(cfg: Config, model_id: str | None = None, resume: bool = False) -
         "num_items": meta["num_items"], **item_statistics(layout, meta["num_items"]),
         "steps_per_epoch": steps, "model_dir": str(layout.model_dir(model_id)),
         "checkpoint_dir": str(checkpoint_dir), "resume": resume, "run_id": meta["run_id"],
+        # Ranks in their own interpreter log at the driver's level (rank 0 only, see rank_main).
+        "log_level": logging.getLogger("prismrec").getEffectiveLevel(),
     }
 
 
@@ -117,15 +119,50 @@ def _run_horovodrun(spec: dict, ranks: int, timeout_s: int) -> list[dict]:
         return reports
 
 
+class _RetriedPy4JSend(logging.Filter):
+    """Drops py4j's INFO traceback for a command it is about to resend on a new connection.
+
+    horovod.spark.run checks Gloo with ``gloo_built`` (horovod/runner/launch.py,
+    ``run_controller``), which forks the driver once per process (horovod/common/util.py,
+    ``_check_extension_lambda``). The child drops the other threads' thread-locals, so py4j's
+    ``ThreadLocalConnectionFinalizer`` (py4j/clientserver.py) closes the connection of py4j's
+    garbage-collection thread (``FinalizerWorker``); its ``socket.shutdown`` acts on the socket
+    the parent shares. That thread's next ``m d o…`` (delete object) command then fails with
+    ConnectionResetError; ``GatewayClient.send_command`` (py4j/java_gateway.py) resends it on a
+    new connection and logs the first failure with ``logging.info`` on the root logger, out of
+    reach of the ``py4j`` logger's level. A command that fails for good is logged at ERROR and
+    still shown.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (record.levelno == logging.INFO and record.msg == "Exception while sending command."
+                    and isinstance(getattr(error, "cause", None), ConnectionError))
+
+
 def _run_spark(spec: dict, ranks: int) -> list[dict]:
     import horovod.spark
+    from pyspark import SparkContext
 
+    from prismrec.training.rank_main import spark_rank
+    from prismrec.training.relay import DriverRelay
+
+    root = logging.getLogger()
+    if not any(isinstance(f, _RetriedPy4JSend) for f in root.filters):
+        root.addFilter(_RetriedPy4JSend())  # for good: the resend can come after training
     # Ranks are started on the executors with this interpreter (horovod/spark/runner.py,
     # _launch_job: `executable or sys.executable`, the driver's). Under spark-submit --archives
     # the executors' Python is PYSPARK_PYTHON (e.g. ./environment/bin/python), not the driver's path.
     executable = os.environ.get("PYSPARK_PYTHON") or sys.executable
-    return horovod.spark.run(train_rank, args=(spec,), num_proc=ranks, use_gloo=True,
-                             executable=executable, env=rank_environment(), verbose=1)
+    conf = SparkContext.getOrCreate().getConf()
+    driver_host = conf.get("spark.driver.host")
+    # Executors reach the driver where Spark's own RPC does; rank 0's progress comes back that way.
+    with DriverRelay(conf.get("spark.driver.bindAddress", driver_host), driver_host) as relay:
+        # With stdout/stderr given, horovod/spark/driver/rsh.py has each task service stream its
+        # rank's output here (warnings, errors); without, it stays in the executor's stderr log.
+        return horovod.spark.run(spark_rank, args=(spec, relay.address), num_proc=ranks, use_gloo=True,
+                                 executable=executable, env=rank_environment(), verbose=1,
+                                 stdout=sys.stdout, stderr=sys.stderr)
 
 
 def launch(spec: dict, launcher: str, ranks: int, timeout_s: int) -> list[dict]:
