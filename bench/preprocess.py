@@ -13,7 +13,11 @@ Prints seconds (median of --repeats after one warm-up run per tool at the smalle
 size), events/s, peak RSS of the process tree, the prismrec/DuckDB time ratio, and
 how prismrec's time grows from the smallest to the largest size.
 
-    .venv/bin/python bench/preprocess.py [--sizes 1000000 10000000] [--repeats 3]
+With ``--baseline-lib DIR`` (the ``lib`` folder of another checkout, e.g. a ``git worktree``
+of an earlier commit) the same job from that code runs too, interleaved with this one's
+runs, and the ratio of the two medians is printed: a before/after check from one sitting.
+
+    .venv/bin/python bench/preprocess.py [--sizes 1000000 10000000] [--repeats 3] [--baseline-lib DIR]
 """
 from __future__ import annotations
 
@@ -59,12 +63,14 @@ def generate(work: Path, events: int) -> Path:
     return csv
 
 
-def run_prismrec(csv: Path, work: Path, max_hist_len: int) -> dict:
+def run_prismrec(csv: Path, work: Path, max_hist_len: int, lib: str = "") -> dict:
+    """The whole preprocess job; from the code under ``lib`` instead of the installed one when given."""
     command = [sys.executable, "-m", "prismrec.cli", "preprocess", "--log-level", "WARNING",
                "--set", "source.format=taobao", "--set", f"source.path={csv}",
                "--set", f"paths.output={work / 'prismrec-out'}", "--set", "spark.driver_memory=8g",
                "--set", f"preprocess.max_hist_len={max_hist_len}", "--set", "run.dt=2026-12-31"]
-    return run_measured(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"PYTHONPATH": lib} if lib else {})}
+    return run_measured(command, env=env)
 
 
 def run_duckdb(csv: Path, work: Path, max_hist_len: int) -> dict:
@@ -78,6 +84,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-hist-len", type=int, default=50)
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "prismrec-bench-preprocess"))
+    parser.add_argument("--baseline-lib", default="", help="lib folder of the code to compare with (interleaved runs)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -88,7 +95,18 @@ def main() -> int:
     run_duckdb(csvs[sizes[0]], work, args.max_hist_len)
     results = {}
     for size in sizes:
-        prismrec = median_of([run_prismrec(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
+        runs, baseline_runs = [], []
+        for _ in range(args.repeats):
+            runs.append(run_prismrec(csvs[size], work, args.max_hist_len))
+            if args.baseline_lib:
+                baseline_runs.append(run_prismrec(csvs[size], work, args.max_hist_len, args.baseline_lib))
+        prismrec = median_of(runs)
+        if baseline_runs:
+            baseline = median_of(baseline_runs)
+            print(f"{counts[size]:>11,} events | baseline {args.baseline_lib}: {baseline['seconds']:7.1f} s "
+                  f"(peak {baseline['peak_rss_mib']:6.0f} MiB, runs {[round(r['seconds'], 1) for r in baseline_runs]}) | "
+                  f"this code: {prismrec['seconds']:7.1f} s (runs {[round(r['seconds'], 1) for r in runs]}) | "
+                  f"this/baseline = {prismrec['seconds'] / baseline['seconds']:.3f}x", flush=True)
         duckdb = median_of([run_duckdb(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
         results[size] = {"events": counts[size], "prismrec": prismrec, "duckdb": duckdb,
                          "ratio": prismrec["seconds"] / duckdb["seconds"]}

@@ -25,14 +25,17 @@ def number_rows(frame: DataFrame, order: list[Column], name: str) -> DataFrame:
     A ``Window.orderBy`` without a partition would move every row into one task. Here the
     sort is range-partitioned (each partition holds one contiguous slice of the order)
     and materialised once with ``localCheckpoint``, so that both passes read the same
-    partitions (a recomputed sort may sample other range bounds). The driver collects one
+    partitions (a recomputed sort may sample other range bounds); ``frame`` is
+    materialised before it, so it is computed once. The driver collects one
     ``(partition, first row id, rows)`` triple per partition, and each row's number is
-    the rows of the partitions before it plus its place in its own. Runs two actions.
+    the rows of the partitions before it plus its place in its own. Runs three actions.
     """
     part, row = "_part", "_row"
+    # The input is materialised first: the sort's range-bound sampling and the sort itself
+    # would otherwise each compute it (a pass over every event for the item counts).
     # monotonically_increasing_id: partition id in the upper bits, consecutive row numbers below.
-    ordered = frame.orderBy(*order).select("*", F.spark_partition_id().alias(part),
-                                           F.monotonically_increasing_id().alias(row)).localCheckpoint()
+    ordered = frame.localCheckpoint().orderBy(*order).select(
+        "*", F.spark_partition_id().alias(part), F.monotonically_increasing_id().alias(row)).localCheckpoint()
     sizes = sorted(ordered.groupBy(part).agg(F.min(row).alias("first"), F.count(F.lit(1)).alias("rows")).collect(),
                    key=lambda size: size[part])
     shift, before = [], 0
@@ -48,7 +51,7 @@ def item_vocabulary(events: DataFrame) -> DataFrame:
 
     ``count`` is the item's events. An item's category is its most frequent one among
     its events; a tie goes to the smallest ``category_id`` as a string (``"102"`` before
-    ``"99"``). Numbered by :func:`number_rows` (two actions, no one-partition window).
+    ``"99"``). Numbered by :func:`number_rows` (three actions, no one-partition window).
     """
     per_category = events.groupBy(S.ITEM_ID, S.CATEGORY_ID).agg(F.count(F.lit(1)).alias("_events"))
     # min over (−events, category): the most events first, then the smallest category.
