@@ -1,7 +1,10 @@
 """``prismrec <command> --conf FILE --set a.b=c``: every stage, the demo, and doctor.
 
 Exit codes: 0 success · 1 unexpected failure · 2 bad configuration ·
-3 bad or missing input · 4 a stage refused to publish (training or validation failed).
+3 bad or missing input · 4 a stage refused to publish (training or validation failed) ·
+5 another run of the same date is in progress. Each comes from the error's own
+``exit_code`` (:mod:`prismrec.errors`); the config is loaded, and checked in full, before
+any Spark session or Horovod rank starts.
 """
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
+# The exit codes are re-exported here, where scripts and tests that run the CLI look for them.
+from prismrec.errors import (EXIT_BUSY, EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_OK,  # noqa: F401
+                             EXIT_REFUSED, exit_code)
+
 STAGES = ("generate", "preprocess", "train", "score", "evaluate")
 COMMANDS = {
     "doctor": "check the installed stack (versions, Horovod build, Java) and say how to fix it",
@@ -96,30 +102,6 @@ def demo(cfg) -> dict:
     return run(cfg)
 
 
-def classify(error: BaseException) -> int:
-    from prismrec.config import ConfigError
-    from prismrec.nightly import NightBusy, QualityGateError, StageFailed
-    from prismrec.preprocess import InputError
-
-    if isinstance(error, StageFailed):
-        return classify(error.cause)
-    if isinstance(error, NightBusy):
-        return EXIT_BUSY
-    if isinstance(error, ConfigError):
-        return EXIT_CONFIG
-    from prismrec.scoring.explain import UnknownUserError
-
-    if isinstance(error, (InputError, FileNotFoundError, UnknownUserError)):
-        return EXIT_INPUT
-    from prismrec.scoring.publish import PublishError
-    from prismrec.training.artifact import ArtifactError
-    from prismrec.training.launch import TrainingError
-
-    if isinstance(error, (PublishError, ArtifactError, TrainingError, QualityGateError)):
-        return EXIT_REFUSED
-    return EXIT_FAILURE
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # TensorFlow's C++ start-up chatter hides the progress lines people need.
@@ -129,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return report()
     configure_logging(args.log_level)
-    from prismrec.config import ConfigError, load_config
+    from prismrec.config import load_config
 
     try:
         cfg = load_config(args.conf, args.overrides)
@@ -150,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             train(get_session(cfg), cfg, resume=True)
         else:
             run_stage(args.command, cfg)
-    except Exception as error:  # one clear line and an exit code per failure kind
-        code = classify(error)
+    except Exception as error:  # one clear line, and the exit code the error carries
+        code = exit_code(error)
         if code == EXIT_FAILURE:
             logger.exception("prismrec %s failed", args.command)
         print(f"prismrec {args.command}: error: {error}", file=sys.stderr)

@@ -1,8 +1,15 @@
-"""Typed, frozen configuration: YAML layering and ``--set a.b=c`` overrides.
+"""Typed, frozen configuration: YAML layering, ``--set a.b=c`` overrides, and every check.
 
 Precedence, lowest first: the defaults below (documented, key by key, in
 ``conf/base.yaml``, which a test keeps equal to them) → a named file → ``--set``.
-Unknown keys and wrong types raise :class:`ConfigError` naming the key.
+Unknown keys, wrong types and values out of range raise :class:`ConfigError` naming
+the key, its value, the layer it came from and what is allowed. Every section checks
+its own values, and the keys that must go together, when it is built
+(``__post_init__``), so a Config that exists is valid: the stages, ranks and
+executors it is passed to do not check it again.
+
+Importing this module loads no numpy, pandas or pyarrow: the CLI rejects a bad
+config within a second.
 """
 from __future__ import annotations
 
@@ -10,17 +17,20 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import re
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import yaml
 
-from prismrec.logs.synthetic import SyntheticSpec
+from prismrec.errors import EXIT_CONFIG, PrismrecError
 from prismrec.schema import EVENT_TYPES as S_EVENT_TYPES
+
 
 class _Loader(yaml.SafeLoader):
     """YAML without implicit dates: ``dt: 2026-01-14`` stays the string the config expects."""
@@ -36,11 +46,91 @@ def _yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type, or out of range."""
+class ConfigError(PrismrecError, ValueError):
+    """A configuration value is unknown, of the wrong type, or out of range (exit code 2)."""
+
+    exit_code = EXIT_CONFIG
+
+
+class InvalidValue(ConfigError):
+    """``values`` ({dotted key: value}) break ``allowed``; ``related`` keys took part in the check.
+
+    Raised by the sections' checks, which do not know where a value came from; the loader
+    raises it again with ``origin``, the layers that set those keys.
+    """
+
+    def __init__(self, values: dict[str, Any], allowed: str, related: tuple[str, ...] = (),
+                 problem: str = "", origin: str = ""):
+        self.values, self.allowed, self.related, self.problem, self.origin = values, allowed, related, problem, origin
+        where = f" (from {origin})" if origin else ""
+        if len(values) == 1 and not problem:
+            [(key, value)] = values.items()
+            message = f"config key '{key}' has value {value!r}{where}; allowed: {allowed}"
+        else:
+            named = " and ".join(f"'{key}' ({value!r})" for key, value in values.items())
+            message = f"config keys {named} {problem or 'do not go together'}{where}; allowed: {allowed}"
+        super().__init__(message)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (*self.values, *self.related)
+
+    def located(self, origin: str) -> "InvalidValue":
+        return InvalidValue(self.values, self.allowed, self.related, self.problem, origin)
+
+    def __reduce__(self):  # pickled whole (e.g. from a Spark task), not from the message alone
+        return InvalidValue, (self.values, self.allowed, self.related, self.problem, self.origin)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_date(value) -> bool:
+    """Whether ``value`` is a real calendar day written YYYY-MM-DD."""
+    if not isinstance(value, str) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is None:
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        return False
+    return True
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str, related: tuple[str, ...] = ()) -> None:
+    if not ok:
+        raise InvalidValue({key: value}, allowed, related)
+
+
+def _one_of(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    _require(value in choices, key, value, ", ".join(choice or '""' for choice in choices))
+
+
+def _at_least(key: str, value: Any, low: int) -> None:
+    _require(_is_int(value) and value >= low, key, value, f"an integer >= {low}")
+
+
+def _positive(key: str, value: Any) -> None:
+    _require(_is_number(value) and value > 0, key, value, "a finite number > 0")
+
+
+def _fraction(key: str, value: Any) -> None:
+    _require(_is_number(value) and 0 <= value <= 1, key, value, "a number from 0 to 1")
+
+
+def _int_list(key: str, values: Any) -> None:
+    _require(isinstance(values, list) and bool(values) and all(_is_int(value) and value > 0 for value in values),
+             key, values, "a non-empty list of integers > 0")
 
 
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 1.0, "cart": 2.0, "fav": 2.0, "buy": 3.0, "rate": 1.0}
+# The synthetic user ids start at 1,000,000: this ceiling keeps them at 7 digits, so
+# string order equals numeric order.
+MAX_SYNTHETIC_USERS = 9_000_000
 
 
 @dataclass(frozen=True)
@@ -48,6 +138,9 @@ class RunSection:
     name: str = "local"
     seed: int = 42
     dt: str = ""  # output partition date YYYY-MM-DD; empty means the last day of the logs
+
+    def __post_init__(self):
+        _require(self.dt == "" or _is_date(self.dt), "run.dt", self.dt, '"" or a date written YYYY-MM-DD')
 
 
 @dataclass(frozen=True)
@@ -63,6 +156,65 @@ class SparkSection:
     shuffle_partitions: int = 8
     driver_memory: str = "4g"
     conf: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _at_least("spark.shuffle_partitions", self.shuffle_partitions, 1)
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Sizes, shape and seed of the synthetic logs (the ``synthetic`` section; see ``logs/synthetic.py``)."""
+
+    num_users: int = 2000
+    num_items: int = 3000
+    num_categories: int = 60
+    num_topics: int = 8
+    max_interests: int = 4
+    min_interest_weight: float = 0.2
+    mean_events_per_user: float = 40.0
+    min_events_per_user: int = 8
+    num_days: int = 14
+    start_date: str = "2026-01-01"
+    zipf_exponent: float = 1.1
+    mean_session_length: float = 6.0
+    noise_fraction: float = 0.05
+    focus: float = 0.7
+    interest_width: float = 0.03
+    interest_drift: float = 0.4
+    seed: int = 7
+
+    def __post_init__(self):
+        # In this order, so every ceiling is a valid integer when it is compared.
+        ceilings = {"num_users": (MAX_SYNTHETIC_USERS, ""), "num_categories": (self.num_items, "num_items"),
+                    "num_topics": (self.num_categories, "num_categories"),
+                    "max_interests": (self.num_topics, "num_topics")}
+        for name in ("num_users", "num_items", "num_categories", "num_topics", "max_interests",
+                     "min_events_per_user", "num_days"):
+            value = getattr(self, name)
+            ceiling, ceiling_key = ceilings.get(name, (math.inf, ""))
+            _require(_is_int(value) and 1 <= value <= ceiling, f"synthetic.{name}", value,
+                     "an integer >= 1" + (f" and <= synthetic.{ceiling_key} ({ceiling})" if ceiling_key
+                                          else f" and <= {ceiling}" if ceiling < math.inf else ""),
+                     (f"synthetic.{ceiling_key}",) if ceiling_key else ())
+        for name, in_range, allowed in (
+                ("mean_events_per_user", lambda value: value > 0, "a number > 0"),
+                ("zipf_exponent", lambda value: value >= 0, "a number >= 0 (0 is uniform popularity)"),
+                ("mean_session_length", lambda value: value >= 1, "a number >= 1"),
+                ("noise_fraction", lambda value: 0 <= value < 1, "a number >= 0 and < 1"),
+                ("focus", lambda value: 0 <= value <= 1, "a number from 0 to 1"),
+                ("interest_width", lambda value: 0 < value <= 1, "a number > 0 and <= 1"),
+                ("interest_drift", lambda value: 0 <= value <= 1, "a number from 0 to 1")):
+            value = getattr(self, name)
+            _require(_is_number(value) and in_range(value), f"synthetic.{name}", value, allowed)
+        # Every held interest gets the floor, so up to max_interests of them must fit in a weight of 1.
+        floor = self.min_interest_weight
+        _require(_is_number(floor) and 0 <= floor and floor * self.max_interests <= 1,
+                 "synthetic.min_interest_weight", floor,
+                 f"a number from 0 to 1/synthetic.max_interests = {1 / self.max_interests:.4g} (each of up to "
+                 f"max_interests interests gets at least this weight): lower it, or lower max_interests",
+                 ("synthetic.max_interests",))
+        _at_least("synthetic.seed", self.seed, 0)
+        _require(_is_date(self.start_date), "synthetic.start_date", self.start_date, "a date written YYYY-MM-DD")
 
 
 @dataclass(frozen=True)
@@ -91,6 +243,9 @@ class CatalogueSection:
     csv_delimiter: str = ","
     mapping: CatalogueMappingSection = field(default_factory=CatalogueMappingSection)
 
+    def __post_init__(self):
+        _one_of("source.items.format", self.format, ("", "csv", "jsonl", "parquet"))
+
 
 @dataclass(frozen=True)
 class SourceSection:
@@ -99,6 +254,9 @@ class SourceSection:
     csv_delimiter: str = ","
     mapping: MappingSection = field(default_factory=MappingSection)
     items: CatalogueSection = field(default_factory=CatalogueSection)
+
+    def __post_init__(self):
+        _one_of("source.format", self.format, ("synthetic", "taobao", "movielens", "csv", "jsonl", "parquet"))
 
 
 @dataclass(frozen=True)
@@ -124,6 +282,26 @@ class PreprocessSection:
     row_group_rows: int = 4096
     num_files: int = 8
 
+    def __post_init__(self):
+        _fraction("preprocess.max_bad_fraction", self.max_bad_fraction)
+        _require(_is_date(self.min_timestamp), "preprocess.min_timestamp", self.min_timestamp,
+                 "a date written YYYY-MM-DD")
+        _one_of("preprocess.protocol", self.protocol, ("users", "time", "last"))
+        _one_of("preprocess.example_sampling", self.example_sampling, ("recent", "random"))
+        for name in ("max_hist_len", "row_group_rows", "num_files"):
+            _at_least(f"preprocess.{name}", getattr(self, name), 1)
+        allowed = "a finite number with {}{} and valid_share + test_share < 1"
+        _require(_is_number(self.valid_share) and self.valid_share > 0, "preprocess.valid_share",
+                 self.valid_share, allowed.format("0 < ", "valid_share"))
+        _require(_is_number(self.test_share) and self.test_share >= 0, "preprocess.test_share",
+                 self.test_share, allowed.format("0 ≤ ", "test_share"))
+        # Every user keeps a training part. The sum is taken on the shares as written
+        # (decimal), as the split floors them.
+        if Decimal(str(self.valid_share)) + Decimal(str(self.test_share)) >= 1:
+            raise InvalidValue({"preprocess.valid_share": self.valid_share, "preprocess.test_share": self.test_share},
+                               "valid_share + test_share < 1, so that every user keeps some training events",
+                               problem="sum to 1 or more")
+
 
 @dataclass(frozen=True)
 class ModelSection:
@@ -135,6 +313,11 @@ class ModelSection:
     cluster_iterations: int = 5
     diversity_weight: float = 0.0
     seed_mlp_dims: int = 20
+
+    def __post_init__(self):
+        _one_of("model.encoder", self.encoder, ("clustered", "self_attentive", "capsule", "mean_pool", "seed_mlp"))
+        for name in ("num_interests", "embedding_dim", "hidden_dim"):
+            _at_least(f"model.{name}", getattr(self, name), 1)
 
 
 @dataclass(frozen=True)
@@ -158,6 +341,16 @@ class TrainSection:
     seed: int = 42
     warm_start: str = ""  # a model directory whose weights initialise training; "" = random init
 
+    def __post_init__(self):
+        _one_of("train.launcher", self.launcher, ("spark", "horovodrun", "local"))
+        _one_of("train.optimizer", self.optimizer, ("adam", "adagrad", "sgd"))
+        _one_of("train.lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        for name in ("num_proc", "epochs", "batch_size"):
+            _at_least(f"train.{name}", getattr(self, name), 1)
+        _at_least("train.num_negatives", self.num_negatives, 0)
+        _positive("train.learning_rate", self.learning_rate)
+        _positive("train.temperature", self.temperature)
+
 
 @dataclass(frozen=True)
 class ScoreSection:
@@ -169,6 +362,24 @@ class ScoreSection:
     exclude_event_types: list = field(default_factory=lambda: list(S_EVENT_TYPES))
     batch_users: int = 512
     arrow_batch_rows: int = 2048
+
+    def __post_init__(self):
+        _one_of("score.merge", self.merge, ("share", "max"))
+        for name in ("top_n", "batch_users", "arrow_batch_rows"):
+            _at_least(f"score.{name}", getattr(self, name), 1)
+        _require(_is_number(self.diversity) and self.diversity >= 0, "score.diversity", self.diversity,
+                 "a finite number >= 0")
+        _require(_is_number(self.interest_prior), "score.interest_prior", self.interest_prior, "a finite number")
+        _require(isinstance(self.exclude_event_types, list)
+                 and all(event_type in S_EVENT_TYPES for event_type in self.exclude_event_types),
+                 "score.exclude_event_types", self.exclude_event_types,
+                 f"a list of event types out of {', '.join(S_EVENT_TYPES)}")
+        if self.merge == "share":
+            # The share merge keeps each interest's own order and already weighs interests by their share.
+            for name in ("diversity", "interest_prior"):
+                _require(getattr(self, name) == 0, f"score.{name}", getattr(self, name),
+                         f"0 with score.merge=share (score.diversity and score.interest_prior apply to the max "
+                         f"merge only): set score.merge=max, or score.{name}=0", ("score.merge",))
 
 
 @dataclass(frozen=True)
@@ -182,12 +393,34 @@ class EvaluateSection:
     als_reg_params: list = field(default_factory=lambda: [0.01, 0.1])
     itemknn_neighbours: int = 100
 
+    def __post_init__(self):
+        _int_list("evaluate.ks", self.ks)
+        _one_of("evaluate.split", self.split, ("valid", "test"))
+        names = self.compare
+        _require(isinstance(names, list) and bool(names) and all(isinstance(name, str) and name for name in names)
+                 and len(set(names)) == len(names), "evaluate.compare", names,
+                 "a non-empty list of distinct system names (model, popularity, als, itemknn or a model id)")
+        _require(isinstance(self.other_outputs, list) and all(isinstance(path, str) and path
+                                                              for path in self.other_outputs),
+                 "evaluate.other_outputs", self.other_outputs, "a list of output folders")
+        _int_list("evaluate.als_ranks", self.als_ranks)
+        _require(isinstance(self.als_reg_params, list) and bool(self.als_reg_params)
+                 and all(_is_number(value) and value >= 0 for value in self.als_reg_params),
+                 "evaluate.als_reg_params", self.als_reg_params, "a non-empty list of numbers >= 0")
+        _at_least("evaluate.itemknn_neighbours", self.itemknn_neighbours, 1)
+
 
 @dataclass(frozen=True)
 class NightlySection:
     train_mode: str = "full"  # full | warm (start from the published model's weights)
     max_ndcg_drop: float = 0.05  # refuse to publish below (1 - this) × the published model's valid NDCG@50
     keep_models: int = 7  # nightly model directories kept after a publish (newest dates; 0 keeps all)
+
+    def __post_init__(self):
+        _one_of("nightly.train_mode", self.train_mode, ("full", "warm"))
+        _fraction("nightly.max_ndcg_drop", self.max_ndcg_drop)
+        _require(_is_int(self.keep_models) and self.keep_models >= 0, "nightly.keep_models", self.keep_models,
+                 "an integer >= 0: the number of nights whose models to keep, or 0 to keep them all")
 
 
 @dataclass(frozen=True)
@@ -233,21 +466,6 @@ def redact(data):
     return data
 
 
-_CHOICES = {
-    "source.format": ("synthetic", "taobao", "movielens", "csv", "jsonl", "parquet"),
-    "source.items.format": ("", "csv", "jsonl", "parquet"),
-    "preprocess.protocol": ("users", "time", "last"),
-    "preprocess.example_sampling": ("recent", "random"),
-    "model.encoder": ("clustered", "self_attentive", "capsule", "mean_pool", "seed_mlp"),
-    "score.merge": ("share", "max"),
-    "train.optimizer": ("adam", "adagrad", "sgd"),
-    "train.lr_schedule": ("constant", "cosine"),
-    "train.launcher": ("spark", "horovodrun", "local"),
-    "evaluate.split": ("valid", "test"),
-    "nightly.train_mode": ("full", "warm"),
-}
-
-
 def _check_type(key: str, value: Any, expected: Any, origin: str) -> Any:
     """Return ``value`` if it fits ``expected``; ints widen to float, nothing else is coerced."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -264,14 +482,18 @@ def _check_type(key: str, value: Any, expected: Any, origin: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict, prefix: str, origin: str) -> Any:
+OriginOf = Callable[[Iterable[str]], str]
+
+
+def _build(cls: type, data: dict, prefix: str, origin_of: OriginOf) -> Any:
+    """``cls`` from ``data``: keys and types first, then the section's own checks (``__post_init__``)."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         key = f"{prefix}{unknown[0]}"
         raise ConfigError(
-            f"unknown config key '{key}' (from {origin}); known keys under "
+            f"unknown config key '{key}' (from {origin_of([key])}); known keys under "
             f"'{prefix.rstrip('.') or '<top>'}': {', '.join(sorted(known))}"
         )
     kwargs = {}
@@ -280,36 +502,14 @@ def _build(cls: type, data: dict, prefix: str, origin: str) -> Any:
         expected = hints[name]
         if dataclasses.is_dataclass(expected):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{key}' must be a mapping (from {origin}), got {value!r}")
-            kwargs[name] = _build(expected, value, key + ".", origin)
-            continue
-        kwargs[name] = _check_type(key, value, expected, origin)
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise ConfigError(
-                f"config key '{key}' has value {value!r} (from {origin}); allowed: {', '.join(_CHOICES[key])}"
-            )
-    section = cls(**kwargs)
-    if cls is PreprocessSection:
-        _check_share_values(section, origin)
-    return section
-
-
-def _check_share_values(pre: PreprocessSection, origin: str) -> None:
-    """``valid_share`` > 0 and ``test_share`` ≥ 0, finite; checked as each layer is read."""
-    for key, value, low in (("valid_share", pre.valid_share, "0 < "), ("test_share", pre.test_share, "0 ≤ ")):
-        if not math.isfinite(value) or value < 0 or (key == "valid_share" and value == 0):
-            raise ConfigError(f"config key 'preprocess.{key}' has value {value!r} (from {origin}); "
-                              f"allowed: a finite number with {low}{key} and valid_share + test_share < 1")
-
-
-def _check_share_sum(pre: PreprocessSection, origin: str) -> None:
-    """valid_share + test_share < 1, so every user keeps a training part; checked on the merged
-    config only (a later layer may lower the other share). The sum is taken on the shares as
-    written (decimal), as the split floors them."""
-    if Decimal(str(pre.valid_share)) + Decimal(str(pre.test_share)) >= 1:
-        raise ConfigError(f"config keys 'preprocess.valid_share' ({pre.valid_share!r}) and 'preprocess.test_share' "
-                          f"({pre.test_share!r}) sum to 1 or more (from {origin}); allowed: valid_share + test_share "
-                          f"< 1, so that every user keeps some training events")
+                raise ConfigError(f"config key '{key}' must be a mapping (from {origin_of([key])}), got {value!r}")
+            kwargs[name] = _build(expected, value, key + ".", origin_of)
+        else:
+            kwargs[name] = _check_type(key, value, expected, origin_of([key]))
+    try:
+        return cls(**kwargs)
+    except InvalidValue as error:
+        raise error.located(origin_of(error.keys)) from None
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -320,6 +520,16 @@ def _merge(base: dict, update: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def _sets(layer: dict, key: str) -> bool:
+    """Whether ``layer`` holds the dotted ``key`` (or something under it)."""
+    node: Any = layer
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _read_yaml(path: Path) -> dict:
@@ -349,8 +559,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def load_config(conf: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Resolve the defaults, then ``conf`` (a YAML path), then ``overrides`` (``a.b=c``)."""
-    data = Config().to_dict()
+    """Resolve the defaults, then ``conf`` (a YAML path), then ``overrides`` (``a.b=c``), and check the result."""
     layers: list[tuple[dict, str]] = []
     if conf:
         layers.append((_read_yaml(Path(conf)), str(conf)))
@@ -360,17 +569,23 @@ def load_config(conf: str | Path | None = None, overrides: list[str] | tuple[str
         for key in reversed(keys[:-1]):
             nested = {key: nested}
         layers.append((nested, f"--set {item}"))
-    cfg = Config()
-    for layer, origin in layers:
-        # Build after every layer so that an error names the layer it came from.
+    data = Config().to_dict()
+    for layer, _ in layers:
         data = _merge(data, layer)
-        cfg = _build(Config, data, "", origin)
-    _check_share_sum(cfg.preprocess, " then ".join(origin for _, origin in layers) or "the defaults")
-    return cfg
+
+    def origin_of(keys: Iterable[str]) -> str:
+        """The layers that last set ``keys``, so that an error says where to fix it."""
+        origins: list[str] = []
+        for key in keys:
+            origin = next((origin for layer, origin in reversed(layers) if _sets(layer, key)), "the defaults")
+            if origin not in origins:
+                origins.append(origin)
+        return " and ".join(origins)
+
+    # Checked once, on the merged layers: a later layer may fix a key an earlier one broke.
+    return _build(Config, data, "", origin_of)
 
 
 def from_dict(data: dict) -> Config:
     """Rebuild a Config from :meth:`Config.to_dict` output (e.g. on a Horovod rank)."""
-    cfg = _build(Config, data, "", "resolved config")
-    _check_share_sum(cfg.preprocess, "resolved config")
-    return cfg
+    return _build(Config, data, "", lambda keys: "resolved config")

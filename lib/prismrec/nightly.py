@@ -24,7 +24,9 @@ from datetime import date as Date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
+from prismrec import errors
 from prismrec.config import Config, ConfigError, from_dict, redact
+from prismrec.errors import EXIT_BUSY, EXIT_REFUSED, PrismrecError
 from prismrec.layout import Layout, record_stage, write_json
 
 logger = logging.getLogger(__name__)
@@ -32,20 +34,28 @@ STAGES = ("preprocess", "train", "evaluate", "quality_gate", "score", "publish")
 GATE_METRIC = "ndcg@50"
 
 
-class StageFailed(RuntimeError):
-    """A nightly stage failed; ``stage`` names it and ``cause`` is the original error."""
+class StageFailed(PrismrecError, RuntimeError):
+    """A nightly stage failed; ``stage`` names it and ``cause`` is the original error, whose exit code it has."""
 
     def __init__(self, stage: str, dt: str, cause: BaseException):
         super().__init__(f"nightly {dt}: stage {stage} failed: {cause}")
         self.stage, self.cause = stage, cause
 
+    @property
+    def exit_code(self) -> int:
+        return errors.exit_code(self.cause)
 
-class QualityGateError(RuntimeError):
-    """Tonight's model is too far below the published one; nothing was published."""
+
+class QualityGateError(PrismrecError, RuntimeError):
+    """Tonight's model is too far below the published one; nothing was published (exit code 4)."""
+
+    exit_code = EXIT_REFUSED
 
 
-class NightBusy(RuntimeError):
-    """Another process holds the date's lock; nothing was run."""
+class NightBusy(PrismrecError, RuntimeError):
+    """Another process holds the date's lock; nothing was run (exit code 5)."""
+
+    exit_code = EXIT_BUSY
 
 
 def _lock_holder(path: Path) -> dict:
@@ -307,9 +317,6 @@ class Night:
     def run(self, force: bool = False, force_stage: str = "") -> dict:
         if force_stage and force_stage not in STAGES:
             raise ConfigError(f"--force-stage {force_stage!r} is not a stage; stages: {', '.join(STAGES)}")
-        if self.cfg.nightly.keep_models < 0:
-            raise ConfigError(f"nightly.keep_models={self.cfg.nightly.keep_models} is negative; use the number of "
-                              f"nights whose models to keep, or 0 to keep them all")
         first_forced = 0 if force else STAGES.index(force_stage) if force_stage else len(STAGES)
         self._forced = set(STAGES[first_forced:])
         self._previous = json.loads(json.dumps(self.manifest["stages"]))

@@ -227,6 +227,6 @@ def test_old_nightly_models_are_pruned_but_the_newest_nights_and_protected_ones_
 def test_a_negative_keep_models_is_a_config_error_before_any_stage(tmp_path, capsys):
     cfg = tiny_config(tmp_path)
     assert main(cli_args(cfg, "--date", NIGHT, "--set", "nightly.keep_models=-1")) == EXIT_CONFIG
-    assert "nightly.keep_models=-1 is negative" in capsys.readouterr().err
+    assert "config key 'nightly.keep_models' has value -1" in capsys.readouterr().err
     assert not (Layout.of(cfg).root / "runs" / NIGHT / "manifest.json").exists()
     assert not (Layout.of(cfg).root / "runs" / NIGHT / "LOCK").exists()

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from prismrec import schema as S
-from prismrec.cli import EXIT_INPUT, classify
 from prismrec.config import load_config
+from prismrec.errors import EXIT_INPUT, exit_code
 from prismrec.layout import Layout
 from prismrec.preprocess import InputError, run
 
@@ -44,7 +44,7 @@ def events(cfg) -> list[tuple]:
 def refused(spark, cfg) -> InputError:
     with pytest.raises(InputError) as caught:
         run(spark, cfg)
-    assert classify(caught.value) == EXIT_INPUT
+    assert exit_code(caught.value) == EXIT_INPUT
     return caught.value
 
 

@@ -1,7 +1,10 @@
 """Configuration: layering, validation errors that name the key, and docs that match the defaults."""
 from __future__ import annotations
 
+import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +92,85 @@ def test_secrets_are_redacted_in_saved_configs(tmp_path):
     saved = (cfg.save(tmp_path / "c.yaml")).read_text()
     assert "hunter2" not in saved and "***redacted***" in saved and "8g" in saved
     assert cfg.spark.conf["spark.hadoop.fs.s3a.secret.key"] == "hunter2"  # the run itself keeps the value
+
+
+def test_importing_config_leaves_numpy_pandas_and_pyarrow_out():
+    # In a fresh interpreter: this one has imported them for other tests.
+    code = ("import sys, prismrec.config; "
+            "print([m for m in ('numpy', 'pandas', 'pyarrow', 'pyspark') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["score.merge=share", "score.diversity=0.1"],
+     r"'score.diversity' has value 0.1 \(from --set score.diversity=0.1 and --set score.merge=share\); "
+     r"allowed: 0 with score.merge=share"),
+    (["score.interest_prior=0.5", "score.merge=share"], r"'score.interest_prior' has value 0.5 .*set score.merge=max"),
+    (["evaluate.compare=[model, als, model]"],
+     r"'evaluate.compare' has value \['model', 'als', 'model'\] .*allowed: a non-empty list of distinct"),
+    (["evaluate.ks=[20, 0]"], r"'evaluate.ks' has value \[20, 0\] .*allowed: a non-empty list of integers > 0"),
+    (["evaluate.als_reg_params=[]"], r"'evaluate.als_reg_params' has value \[\] .*numbers >= 0"),
+    (["evaluate.itemknn_neighbours=0"], r"'evaluate.itemknn_neighbours' has value 0 .*allowed: an integer >= 1"),
+    (["nightly.keep_models=-1"], r"'nightly.keep_models' has value -1 \(from --set nightly.keep_models=-1\); "
+                                 r"allowed: an integer >= 0"),
+    (["synthetic.num_items=10"], r"'synthetic.num_categories' has value 60 \(from the defaults and --set "
+                                 r"synthetic.num_items=10\); allowed: an integer >= 1 and <= synthetic.num_items"),
+    (["run.dt=2026-02-30"], r"'run.dt' has value '2026-02-30' .*YYYY-MM-DD"),
+    (["score.exclude_event_types=[view, like]"], r"'score.exclude_event_types' has value \['view', 'like'\]"),
+    (["train.epochs=0"], r"'train.epochs' has value 0 .*allowed: an integer >= 1"),
+])
+def test_a_value_out_of_range_names_the_key_its_value_its_origin_and_what_is_allowed(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_keys_that_go_together_are_checked_on_the_merged_layers(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("score:\n  diversity: 0.2\n")
+    # diversity 0.2 under the share merge would be refused, but the last layer sets it back to 0.
+    cfg = load_config(conf, ["score.merge=share", "score.diversity=0"])
+    assert (cfg.score.merge, cfg.score.diversity) == ("share", 0.0)
+    with pytest.raises(ConfigError, match=r"'score.diversity' has value 0.2 \(from .*c.yaml and --set score.merge"):
+        load_config(conf, ["score.merge=share"])
+
+
+def test_sections_check_themselves_however_they_are_built():
+    # No Config that breaks a rule exists, so the stages never check one again.
+    with pytest.raises(ConfigError, match="'nightly.keep_models' has value -1"):
+        dataclasses.replace(Config().nightly, keep_models=-1)
+    with pytest.raises(ConfigError, match="'evaluate.compare' has value"):
+        from_dict({**Config().to_dict(), "evaluate": {**Config().to_dict()["evaluate"], "compare": ["als", "als"]}})
+
+
+BAD_VALUES = {
+    "score.diversity": ["score.merge=share", "score.diversity=0.1"],
+    "evaluate.compare": ["evaluate.compare=[model, popularity, model]"],
+    "nightly.keep_models": ["nightly.keep_models=-1"],
+}
+COMMANDS = (["train"], ["score"], ["evaluate"], ["preprocess"], ["generate"], ["demo"],
+            ["explain", "--user", "1000001"], ["run", "--date", "2026-01-01"])
+
+
+@pytest.fixture
+def no_stage_runs(monkeypatch):
+    """Every command fails loudly (exit 1, not 2) should it get past the config to its work."""
+    import prismrec.cli
+    import prismrec.nightly
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the command got past its config to its work")
+
+    for target, name in ((prismrec.cli, "run_stage"), (prismrec.cli, "demo"), (prismrec.nightly, "run_night")):
+        monkeypatch.setattr(target, name, reached)
+
+
+@pytest.mark.parametrize("key", BAD_VALUES)
+def test_every_command_exits_2_naming_a_bad_key_before_it_starts_work(key, no_stage_runs, tmp_path, capsys):
+    from prismrec.cli import EXIT_CONFIG, main
+
+    for command in COMMANDS:
+        overrides = [arg for value in [f"paths.output={tmp_path}", *BAD_VALUES[key]] for arg in ("--set", value)]
+        assert main([*command, *overrides]) == EXIT_CONFIG, command
+        [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("prismrec ")]
+        assert line.startswith(f"prismrec {command[0]}: error: config key '{key}' has value "), line

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from prismrec.config import ConfigError
 from prismrec.logs.synthetic import (EVENT_COLUMNS, SyntheticSpec, _session_interests, _spread_starts, generate,
                                       write)
 
@@ -147,8 +148,9 @@ def test_write_round_trips(small_logs, tmp_path):
     ("start_date", "01/01/2026"),
 ])
 def test_invalid_spec_names_field_and_value(field, value):
-    with pytest.raises(ValueError, match=rf"synthetic\.{field}=.*is invalid: must be"):
-        generate(dataclasses.replace(SMALL, **{field: value}))
+    # The spec checks itself when it is built, so no bad spec reaches generate().
+    with pytest.raises(ConfigError, match=rf"config key 'synthetic\.{field}' has value .*; allowed: "):
+        dataclasses.replace(SMALL, **{field: value})
 
 
 @pytest.mark.unit
@@ -161,18 +163,20 @@ def test_import_leaves_spark_tensorflow_and_horovod_out():
 
 @pytest.mark.unit
 def test_invalid_spec_message_says_what_is_allowed():
-    with pytest.raises(ValueError) as raised:
-        generate(dataclasses.replace(SMALL, num_topics=0))
-    assert str(raised.value) == "synthetic.num_topics=0 is invalid: must be an integer >= 1 and <= num_categories"
+    with pytest.raises(ConfigError) as raised:
+        dataclasses.replace(SMALL, num_topics=0)
+    assert str(raised.value) == ("config key 'synthetic.num_topics' has value 0; "
+                                 "allowed: an integer >= 1 and <= synthetic.num_categories (20)")
 
 
 @pytest.mark.unit
 def test_invalid_weight_floor_message_says_how_to_fix_it():
-    with pytest.raises(ValueError) as raised:
-        generate(dataclasses.replace(SMALL, min_interest_weight=0.5))
+    with pytest.raises(ConfigError) as raised:
+        dataclasses.replace(SMALL, min_interest_weight=0.5)
     assert str(raised.value) == (
-        "synthetic.min_interest_weight=0.5 is invalid: must be a number from 0 to 1/max_interests = 0.3333 "
-        "(each of up to max_interests interests gets at least this weight): lower it, or lower max_interests")
+        "config key 'synthetic.min_interest_weight' has value 0.5; allowed: a number from 0 to "
+        "1/synthetic.max_interests = 0.3333 (each of up to max_interests interests gets at least this weight): "
+        "lower it, or lower max_interests")
 
 
 @pytest.mark.unit

@@ -87,8 +87,11 @@ def test_share_merge_leaves_empty_slots_and_equals_max_for_one_interest():
 
 
 def test_share_merge_refuses_the_max_only_keys_naming_them():
-    with pytest.raises(ConfigError, match=r"score\.diversity=0\.2.*score\.merge=max"):
-        Ranking.of(ScoreSection(merge="share", diversity=0.2))
+    # The score section refuses the combination when it is built, so no Ranking ever holds it.
+    with pytest.raises(ConfigError, match=r"'score\.diversity' has value 0\.2.*score\.merge=max"):
+        ScoreSection(merge="share", diversity=0.2)
+    with pytest.raises(ConfigError, match=r"'score\.interest_prior' has value -1\.0.*score\.merge=max"):
+        ScoreSection(merge="share", interest_prior=-1.0)
     assert Ranking.of(ScoreSection(merge="max", diversity=0.2)).score_order is None
     assert Ranking.of(ScoreSection(merge="max")).score_order == "list"
     assert Ranking.of(ScoreSection(merge="share")).score_order == "interest"

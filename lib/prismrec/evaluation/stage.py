@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from prismrec import schema as S
-from prismrec.config import Config, ConfigError
+from prismrec.config import Config
 from prismrec.evaluation import als, itemknn, report as report_io, spark_metrics, systems, truth as truth_io
 from prismrec.evaluation.interactions import training_interactions
 from prismrec.evaluation.metrics import self_information
@@ -33,28 +33,6 @@ from prismrec.spark import job_group
 
 logger = logging.getLogger(__name__)
 DISTINCTNESS_BINS = 40  # over cosine [-1, 1]
-
-
-def check_settings(ev) -> None:
-    """Refuse an ``evaluate`` section that cannot run, naming the key (on the driver, before any Spark work)."""
-    def positive_ints(values) -> bool:
-        return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
-
-    problems = {
-        "evaluate.ks": None if positive_ints(ev.ks) else "a non-empty list of integers > 0",
-        "evaluate.compare": None if ev.compare and all(isinstance(n, str) and n for n in ev.compare)
-        and len(set(ev.compare)) == len(ev.compare) else "a non-empty list of distinct names",
-        "evaluate.other_outputs": None if all(isinstance(p, str) and p for p in ev.other_outputs)
-        else "a list of output folders",
-        "evaluate.als_ranks": None if positive_ints(ev.als_ranks) else "a non-empty list of integers > 0",
-        "evaluate.als_reg_params": None if ev.als_reg_params and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in ev.als_reg_params)
-        else "a non-empty list of numbers >= 0",
-        "evaluate.itemknn_neighbours": None if ev.itemknn_neighbours > 0 else "an integer > 0",
-    }
-    for key, allowed in problems.items():
-        if allowed:
-            raise ConfigError(f"config key '{key}' has value {getattr(ev, key.split('.')[1])!r}; allowed: {allowed}")
 
 
 def curve_ks(ks: list[int]) -> list[int]:
@@ -150,7 +128,6 @@ def other_protocols(cfg: Config) -> dict[str, dict]:
 
 def run(spark: SparkSession, cfg: Config) -> dict:
     started = time.time()
-    check_settings(cfg.evaluate)
     layout = Layout.of(cfg)
     meta = layout.read_meta()
     protocol, ks = meta.get("protocol", "users"), sorted(cfg.evaluate.ks)

@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from prismrec import schema as S
+from prismrec.errors import EXIT_INPUT, PrismrecError
 from prismrec.logs import catalogue
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ def _lit_map(mapping: dict) -> Column:
     return F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair])
 
 
-class InputError(ValueError):
+class InputError(PrismrecError, ValueError):
     """The input logs are missing, unreadable, or too broken to publish anything from (exit code 3)."""
+
+    exit_code = EXIT_INPUT
 
 
 def no_records(path: str) -> InputError:

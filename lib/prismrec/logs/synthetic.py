@@ -23,9 +23,7 @@ Pure numpy + pandas: importable without Spark, TensorFlow or Horovod.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prismrec import schema as S
+from prismrec.config import SyntheticSpec
 
 logger = logging.getLogger(__name__)
 
@@ -53,31 +52,6 @@ MIN_GAP_S, MAX_GAP_S = 10, 240
 USER_ID_BASE, ITEM_ID_BASE, CATEGORY_ID_BASE = 1_000_000, 100_000, 5_000
 OUTPUT_FILES = {"csv": "UserBehavior.csv", "parquet": "events.parquet",
                 "truth_user_interests": "truth_user_interests.parquet", "truth_items": "truth_items.parquet"}
-# Keeps every user id at 7 digits, so string order equals numeric order.
-MAX_USERS = 9_000_000
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """Sizes, shape and seed of the synthetic logs (mirrors the ``synthetic`` config section)."""
-
-    num_users: int = 2000
-    num_items: int = 3000
-    num_categories: int = 60
-    num_topics: int = 8
-    max_interests: int = 4
-    min_interest_weight: float = 0.2
-    mean_events_per_user: float = 40.0
-    min_events_per_user: int = 8
-    num_days: int = 14
-    start_date: str = "2026-01-01"
-    zipf_exponent: float = 1.1
-    mean_session_length: float = 6.0
-    noise_fraction: float = 0.05
-    focus: float = 0.7
-    interest_width: float = 0.03
-    interest_drift: float = 0.4
-    seed: int = 7
 
 
 @dataclass(frozen=True)
@@ -97,55 +71,9 @@ class SyntheticLogs:
     items: pd.DataFrame
 
 
-def validate(spec: SyntheticSpec) -> None:
-    """Raise ValueError naming the first field of ``spec`` that cannot be generated."""
-    def check(name: str, ok: bool, allowed: str) -> None:
-        if not ok:
-            raise ValueError(f"synthetic.{name}={getattr(spec, name)!r} is invalid: must be {allowed}")
-
-    def is_int(value) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-    def is_number(value) -> bool:
-        return (is_int(value) or isinstance(value, (float, np.floating))) and math.isfinite(value)
-
-    # Fields are checked in order, so every ceiling is a valid integer when it is compared.
-    ceilings = {"num_users": (MAX_USERS, MAX_USERS), "num_categories": (spec.num_items, "num_items"),
-                "num_topics": (spec.num_categories, "num_categories"),
-                "max_interests": (spec.num_topics, "num_topics")}
-    for name in ("num_users", "num_items", "num_categories", "num_topics", "max_interests",
-                 "min_events_per_user", "num_days"):
-        value = getattr(spec, name)
-        ceiling, ceiling_name = ceilings.get(name, (math.inf, None))
-        check(name, is_int(value) and 1 <= value <= ceiling,
-              "an integer >= 1" + (f" and <= {ceiling_name}" if ceiling_name else ""))
-    for name, in_range, allowed in (
-            ("mean_events_per_user", lambda value: value > 0, "a number > 0"),
-            ("zipf_exponent", lambda value: value >= 0, "a number >= 0 (0 is uniform popularity)"),
-            ("mean_session_length", lambda value: value >= 1, "a number >= 1"),
-            ("noise_fraction", lambda value: 0 <= value < 1, "a number >= 0 and < 1"),
-            ("focus", lambda value: 0 <= value <= 1, "a number from 0 to 1"),
-            ("interest_width", lambda value: 0 < value <= 1, "a number > 0 and <= 1"),
-            ("interest_drift", lambda value: 0 <= value <= 1, "a number from 0 to 1")):
-        value = getattr(spec, name)
-        check(name, is_number(value) and in_range(value), allowed)
-    # Every held interest gets the floor, so up to max_interests of them must fit in a weight of 1.
-    check("min_interest_weight", is_number(spec.min_interest_weight)
-          and 0 <= spec.min_interest_weight and spec.min_interest_weight * spec.max_interests <= 1,
-          f"a number from 0 to 1/max_interests = {1 / spec.max_interests:.4g} (each of up to max_interests "
-          "interests gets at least this weight): lower it, or lower max_interests")
-    check("seed", is_int(spec.seed) and spec.seed >= 0, "an integer >= 0")
-    check("start_date", _start_seconds(spec.start_date) is not None, "a date formatted YYYY-MM-DD")
-
-
-def _start_seconds(day) -> int | None:
-    """Unix seconds of UTC midnight on ``day`` (YYYY-MM-DD), or None when it is not such a date."""
-    if not isinstance(day, str) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) is None:
-        return None
-    try:
-        return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp())
-    except ValueError:
-        return None
+def _start_seconds(day: str) -> int:
+    """Unix seconds of UTC midnight on ``day`` (YYYY-MM-DD)."""
+    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp())
 
 
 def _zipf_cdf(size: int, exponent: float) -> np.ndarray:
@@ -211,8 +139,10 @@ def _spread_starts(rng: np.random.Generator, session_key: np.ndarray, latest_sta
 
 
 def generate(spec: SyntheticSpec) -> SyntheticLogs:
-    """Generate events, user interests and item truth for ``spec``; the same spec gives identical frames."""
-    validate(spec)
+    """Generate events, user interests and item truth for ``spec``; the same spec gives identical frames.
+
+    ``spec`` checked its own values when it was built (see :class:`prismrec.config.SyntheticSpec`).
+    """
     rng = np.random.default_rng(spec.seed)
     num_users, num_topics, num_items = spec.num_users, spec.num_topics, spec.num_items
 

@@ -13,14 +13,17 @@ import pyarrow.dataset as ds
 
 from prismrec import schema as S
 from prismrec.config import Config
+from prismrec.errors import EXIT_INPUT, PrismrecError
 from prismrec.layout import Layout
 from prismrec.scoring.recommend import encode
 from prismrec.scoring.stage import model_dir
 from prismrec.training import artifact
 
 
-class UnknownUserError(LookupError):
-    """The user has no published recommendations for the day asked about."""
+class UnknownUserError(PrismrecError, LookupError):
+    """The user has no published recommendations for the day asked about (exit code 3)."""
+
+    exit_code = EXIT_INPUT
 
 
 def _rows(path: Path, user_id: str):

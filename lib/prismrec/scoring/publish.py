@@ -10,12 +10,15 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from prismrec import schema as S
+from prismrec.errors import EXIT_REFUSED, PrismrecError
 
 logger = logging.getLogger(__name__)
 
 
-class PublishError(RuntimeError):
-    """Staged output failed validation; the published output was left as it was."""
+class PublishError(PrismrecError, RuntimeError):
+    """Staged output failed validation; the published output was left as it was (exit code 4)."""
+
+    exit_code = EXIT_REFUSED
 
 
 def recommendation_problems(recs: DataFrame, histories: DataFrame, items: DataFrame, top_n: int,

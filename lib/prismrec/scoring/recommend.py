@@ -45,14 +45,7 @@ class Ranking:
 
     @classmethod
     def of(cls, score_cfg) -> "Ranking":
-        """From the ``score`` config section; ConfigError when its keys do not go together."""
-        if score_cfg.merge == "share" and (score_cfg.diversity or score_cfg.interest_prior):
-            from prismrec.config import ConfigError
-
-            raise ConfigError(f"score.diversity={score_cfg.diversity} and score.interest_prior="
-                              f"{score_cfg.interest_prior} apply to score.merge=max only; the share merge keeps "
-                              f"each interest's own order and weighs interests by their share already: set "
-                              f"score.merge=max, or both to 0")
+        """From the ``score`` config section, which checked when it was built that its keys go together."""
         return cls(score_cfg.merge, score_cfg.diversity, score_cfg.interest_prior)
 
     @property

@@ -25,13 +25,16 @@ import numpy as np
 
 from prismrec._versions import installed_version
 from prismrec.config import redact
+from prismrec.errors import EXIT_REFUSED, PrismrecError
 
 MANIFEST = "manifest.json"
 VERSIONED = ("tensorflow-cpu", "keras", "horovod", "pyspark", "petastorm", "pyarrow", "numpy", "prismrec")
 
 
-class ArtifactError(ValueError):
-    """A model artifact is missing, incomplete or altered."""
+class ArtifactError(PrismrecError, ValueError):
+    """A model artifact is missing, incomplete or altered (exit code 4: nothing is published from it)."""
+
+    exit_code = EXIT_REFUSED
 
 
 def sha256_file(path: Path) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from prismrec import schema as S
 from prismrec.config import Config
+from prismrec.errors import EXIT_REFUSED, PrismrecError
 from prismrec.features.petastorm_io import check_shardable, parquet_layout
 from prismrec.layout import Layout, record_stage
 from prismrec.training.loop import train_rank
@@ -27,8 +28,10 @@ from prismrec.training.loop import train_rank
 logger = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
-    """Ranks failed or disagreed."""
+class TrainingError(PrismrecError, RuntimeError):
+    """Ranks failed or disagreed (exit code 4: no model is exported)."""
+
+    exit_code = EXIT_REFUSED
 
 
 def item_statistics(layout: Layout, num_items: int) -> dict[str, list]:
