@@ -41,7 +41,7 @@ import pandas as pd
 from prismrec import schema as S
 from prismrec.cli import configure_logging
 from prismrec.config import load_config
-from prismrec.evaluation.metrics import batch_metrics, coverage
+from prismrec.ranking.metrics import batch_metrics, coverage
 from prismrec.models import ENCODERS
 from prismrec.evaluation.ease import ease_scores, ease_weights, item_gram
 
@@ -129,7 +129,7 @@ def read_splits(eval_users: str) -> tuple[Split, Split, dict[str, np.ndarray]]:
 def rank_unseen(scores: np.ndarray, seen_items: list[np.ndarray], top_n: int) -> np.ndarray:
     """int [B, N]: each user's top-N items by ``scores`` [B, M], seen items and padding excluded,
     ties to the lower item index; -1 where fewer than N items have a finite score."""
-    from prismrec.scoring.topk import exclusion_mask
+    from prismrec.ranking.topk import exclusion_mask
 
     masked = scores.astype(np.float32) + exclusion_mask(seen_items, scores.shape[1])
     ranked = np.argsort(-masked, axis=1, kind="stable")[:, :top_n]
@@ -200,28 +200,28 @@ def ease(train: dict[str, np.ndarray], num_items: int, spark) -> Iterator[tuple[
 
 
 def prismrec_model(system: str, conf: str, overrides: list[str], spark) -> Iterator[tuple[str, Ranker]]:
-    """Train with the train stage into models/bench-<system>; rank as scoring does (``recommend``)."""
-    from prismrec.scoring.recommend import Ranking, recommend
+    """Train with the train stage into models/bench-<system>; rank as scoring does (``rank_users``)."""
+    from prismrec.ranking.recommend import Ranking
+    from prismrec.ranking.users import rank_users
     from prismrec.scoring.udf import load_once
-    from prismrec.training.launch import run as train
+    from prismrec.stages import run as run_stage
 
     cfg = load_config(conf, overrides)
-    report = train(spark, cfg, model_id=f"bench-{system}")
-    best = max(report["epochs"], key=lambda epoch: epoch["valid_ndcg@50"])
-    model, ranking = load_once(report["model_dir"], os.cpu_count() or 1), Ranking.of(cfg.score)
+    report = run_stage("train", cfg, spark, model_id=f"bench-{system}")
+    best = report.best_epoch
+    model, ranking = load_once(report.model_dir, os.cpu_count() or 1), Ranking.of(cfg.score)
 
     def ranker(split: Split) -> np.ndarray:
         ranked = []
         for start in range(0, len(split.user_ids), cfg.score.batch_users):
             end = start + cfg.score.batch_users
-            _, items, scores, _ = recommend(model, split.hist_items[start:end], split.seen_items[start:end],
-                                            TOP_N, ranking)
-            ranked.append(np.where(np.isfinite(scores), items, -1))
+            batch = rank_users(model, split.hist_items[start:end], split.seen_items[start:end], TOP_N, ranking)
+            ranked.append(np.where(np.isfinite(batch.scores), batch.items, -1))
         return np.concatenate(ranked)
 
     interests = model.encode(np.zeros((1, cfg.preprocess.max_hist_len), dtype=np.int32))["interest_vectors"]
     yield (f"encoder={cfg.model.encoder} K={interests.shape[1]} d={model.item_embeddings.shape[1]} epochs "
-           f"{len(report['epochs'])}/{cfg.train.epochs} (best {best['epoch']})"), ranker
+           f"{len(report.epochs)}/{cfg.train.epochs} (best {best.epoch})"), ranker
 
 
 def per_user(ranked: np.ndarray, split: Split) -> dict[str, np.ndarray]:
@@ -295,7 +295,7 @@ def main() -> int:
     data = data_overrides(movielens_csv(work), work / "output")
     cfg = load_config(conf, data)
 
-    from prismrec.cli import run_stage
+    from prismrec.stages import run as run_stage
     from prismrec.layout import Layout
     from prismrec.spark import get_session
 

@@ -51,7 +51,7 @@ COPY (
 
 
 def generate(work: Path, events: int) -> Path:
-    from prismrec.logs.synthetic import SyntheticSpec, generate as make_logs, write
+    from prismrec.synthetic import SyntheticSpec, generate as make_logs, write
 
     folder = work / f"logs-{events}"
     csv = folder / "UserBehavior.csv"

@@ -41,7 +41,7 @@ def main() -> int:
     csv = generate(work, args.events)
 
     from prismrec.config import load_config
-    from prismrec.preprocess import run
+    from prismrec.preprocess.stage import run
     from prismrec.spark import get_session
 
     cfg = load_config(None, ["source.format=taobao", f"source.path={csv}", f"paths.output={work / 'stages-out'}",
@@ -63,7 +63,7 @@ def main() -> int:
             phase["task"] += stage["executorRunTime"] / 1000
             phase["cpu"] += stage["executorCpuTime"] / 1e9
             phase["gc"] += stage["jvmGcTime"] / 1000
-    print(f"{meta['counts']['input']:,} input records; session start {session_s:.1f} s, job {job_s:.1f} s")
+    print(f"{meta.counts.input:,} input records; session start {session_s:.1f} s, job {job_s:.1f} s")
     print(f"{'phase':<92} {'wall s':>7} {'task s':>7} {'CPU s':>7} {'GC s':>6}")
     for name, phase in phases.items():
         print(f"{name[:92]:<92} {phase['wall']:7.1f} {phase['task']:7.1f} {phase['cpu']:7.1f} {phase['gc']:6.1f}")

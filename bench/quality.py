@@ -14,9 +14,10 @@ import argparse
 import json
 import sys
 
-from prismrec.cli import configure_logging, run_stage
+from prismrec.cli import configure_logging
 from prismrec.config import load_config
 from prismrec.models import ENCODERS
+from prismrec.stages import run as run_stage
 
 
 def _share(value) -> str:
@@ -38,22 +39,19 @@ def main() -> int:
     results = {}
     for encoder in args.encoders:
         encoder_cfg = load_config(args.conf, [*args.overrides, f"model.encoder={encoder}"])
-        from prismrec.spark import get_session
-        from prismrec.training.launch import run as train
-
-        report = train(get_session(encoder_cfg), encoder_cfg, model_id=f"quality-{encoder}")
-        best = max(report["epochs"], key=lambda e: e["valid_ndcg@50"])
+        report = run_stage("train", encoder_cfg, model_id=f"quality-{encoder}")
+        best = report.best_epoch
         # The learned baselines (ALS, item-kNN) are compared in the demo report, not here.
         evaluation = run_stage("evaluate", load_config(args.conf, [
             *args.overrides, f"score.model_id=quality-{encoder}", "evaluate.compare=[model, popularity]"]))
-        quality = evaluation["interest_quality"].get("model", {})
-        results[encoder] = {"valid_recall@50": best["valid_recall@50"], "valid_ndcg@50": best["valid_ndcg@50"],
-                            "test": evaluation["metrics"]["model"], "seconds": report["seconds"],
+        quality = evaluation.interest_quality.get("model", {})
+        results[encoder] = {"valid_recall@50": best.valid_recall, "valid_ndcg@50": best.valid_ndcg,
+                            "test": evaluation.metrics["model"], "seconds": report.seconds,
                             "recovery_share": quality.get("recovery_share")}
-        results["popularity"] = {"test": evaluation["metrics"]["popularity"]}
-        print(f"{encoder:>15}: valid recall@50 {best['valid_recall@50']:.4f} ndcg@50 {best['valid_ndcg@50']:.4f} | "
-              f"test recall@50 {evaluation['metrics']['model']['recall@50']:.4f} | planted interests recovered "
-              f"{_share(quality.get('recovery_share'))} (train {report['seconds']:.0f}s)", flush=True)
+        results["popularity"] = {"test": evaluation.metrics["popularity"]}
+        print(f"{encoder:>15}: valid recall@50 {best.valid_recall:.4f} ndcg@50 {best.valid_ndcg:.4f} | "
+              f"test recall@50 {evaluation.metrics['model']['recall@50']:.4f} | planted interests recovered "
+              f"{_share(quality.get('recovery_share'))} (train {report.seconds:.0f}s)", flush=True)
     if "mean_pool" in results:
         base = results["mean_pool"]
         print("\nratio to mean_pool (single vector):")

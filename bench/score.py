@@ -94,13 +94,13 @@ class WorkerPeaks:
 
 
 def prismrec_path(spark, model_dir: Path, histories: Path, work: Path, batch_users: int) -> dict:
-    from prismrec import schema as S
     from prismrec.scoring import udf
+    from prismrec.spark import table_schema
 
     out = work / f"recs-{histories.name}"
     frame = spark.read.parquet(str(histories))
     recs = frame.mapInPandas(udf.recommendations_fn(str(model_dir), TOP_N, batch_users, 1),
-                             schema=S.spark_schema("recommendations"))
+                             schema=table_schema("recommendations"))
     with WorkerPeaks() as peaks:
         started = time.perf_counter()
         recs.write.mode("overwrite").parquet(str(out))

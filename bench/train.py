@@ -84,7 +84,7 @@ def horovod_path(conf: str, overrides: list[str], ranks: int, epochs: int, threa
         f"cfg = load_config({conf!r}, {overrides!r} + ['train.launcher=horovodrun', 'train.num_proc={ranks}',"
         f" 'train.epochs={epochs}', 'train.patience={epochs}', 'train.intra_op_threads={threads}'])\n"
         f"report = run(None, cfg, model_id='bench-hvd-{ranks}')\n"
-        "print('RESULT ' + json.dumps([e['examples_per_second'] for e in report['epochs']]))\n"
+        "print('RESULT ' + json.dumps([e.examples_per_second for e in report.epochs]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]

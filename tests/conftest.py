@@ -42,7 +42,7 @@ def spark():
 @pytest.fixture(scope="session")
 def preprocessed(spark, tmp_path_factory):
     """Tiny synthetic logs, generated and preprocessed once: (cfg, preprocess report)."""
-    from prismrec.cli import run_stage
+    from prismrec.stages import run as run_stage
 
     cfg = tiny_config(tmp_path_factory.mktemp("pipeline"))
     run_stage("generate", cfg)
@@ -52,7 +52,7 @@ def preprocessed(spark, tmp_path_factory):
 @pytest.fixture(scope="session")
 def scored_tiny(spark, preprocessed):
     """The tiny dataset trained (one process) and scored: (cfg, preprocess, train, score reports)."""
-    from prismrec.cli import run_stage
+    from prismrec.stages import run as run_stage
 
     cfg, meta = preprocessed
     return cfg, meta, run_stage("train", cfg, spark), run_stage("score", cfg, spark)
@@ -64,7 +64,7 @@ def time_protocol(spark, tmp_path_factory):
 
     A one-point ALS grid keeps the evaluations that use it short.
     """
-    from prismrec.cli import run_stage
+    from prismrec.stages import run as run_stage
 
     cfg = tiny_config(tmp_path_factory.mktemp("time_protocol"), "preprocess.protocol=time",
                       "evaluate.als_ranks=[8]", "evaluate.als_reg_params=[0.1]")

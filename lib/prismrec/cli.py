@@ -1,7 +1,7 @@
 """``prismrec <command> --conf FILE --set a.b=c``: every stage, the demo, and doctor.
 
 Exit codes: 0 success · 1 unexpected failure · 2 bad configuration ·
-3 bad or missing input · 4 a stage refused to publish (training or validation failed) ·
+3 bad or missing input · 4 refused: training failed, the scored output failed its checks, or the quality gate held the model back ·
 5 another run of the same date is in progress. Each comes from the error's own
 ``exit_code`` (:mod:`prismrec.errors`); the config is loaded, and checked in full, before
 any Spark session or Horovod rank starts.
@@ -12,23 +12,18 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 # The exit codes are re-exported here, where scripts and tests that run the CLI look for them.
 from prismrec.errors import (EXIT_BUSY, EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_OK,  # noqa: F401
                              EXIT_REFUSED, exit_code)
+from prismrec.stages import REGISTRY
 
-STAGES = ("generate", "preprocess", "train", "score", "evaluate")
 COMMANDS = {
     "doctor": "check the installed stack (versions, Horovod build, Java) and say how to fix it",
-    "generate": "write synthetic behaviour logs with planted interests to <paths.data>/synthetic",
-    "preprocess": "raw logs → canonical events, vocabularies, Petastorm training data (Spark)",
-    "train": "train the multi-interest network with Horovod and export the model artifact",
-    "score": "top-N recommendations and interests for every user (Spark pandas UDF), then publish",
-    "evaluate": "every compared system (models, popularity, ALS, item-kNN) on held-out users: report with plots",
+    **{name: stage.help for name, stage in REGISTRY.items()},
     "explain": "print one user's interests and recommendations with the reason for each",
     "demo": "the whole pipeline on the embedded synthetic logs, every system under both protocols",
-    "run": "the nightly run for --date: preprocess → train → evaluate → quality gate → score → publish",
+    "run": "the nightly run for --date: preprocess → train → evaluate → quality gate → score → promote",
 }
 logger = logging.getLogger("prismrec")
 
@@ -36,7 +31,7 @@ logger = logging.getLogger("prismrec")
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="prismrec", description="Multi-interest recommendations: Spark + Horovod + TensorFlow.",
-        epilog="exit codes: 0 ok, 1 unexpected failure, 2 bad config, 3 bad input, 4 refused to publish, "
+        epilog="exit codes: 0 ok, 1 unexpected failure, 2 bad config, 3 bad input, 4 refused (nothing published), "
                "5 another run of the same date is in progress (run)")
     commands = top.add_subparsers(dest="command", metavar="command", required=True)
     for name, help_text in COMMANDS.items():
@@ -53,9 +48,9 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--lag-days", type=int, default=0,
                              help="run for this many days before --date (e.g. 1 with a scheduler's trigger date)")
             sub.add_argument("--force", action="store_true", help="rerun every stage, even completed ones")
-            sub.add_argument("--force-stage", default="", metavar="STAGE",
-                             help="rerun this stage and every later one (preprocess, train, evaluate, "
-                                  "quality_gate, score, publish)")
+            sub.add_argument("--force-step", "--force-stage", dest="force_step", default="", metavar="STEP",
+                             help="rerun this step and every later one (preprocess, train, evaluate, "
+                                  "quality_gate, score, promote)")
         if name == "explain":
             sub.add_argument("--user", required=True, help="the user_id to explain")
             sub.add_argument("--dt", default="", help="the scored day (default: the last one)")
@@ -66,40 +61,6 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("py4j", "petastorm", "tensorflow", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def generate(cfg) -> dict:
-    from prismrec.logs.synthetic import generate as make_logs, write
-
-    paths = write(make_logs(cfg.synthetic), Path(cfg.paths.data) / "synthetic")
-    logger.info("generate: synthetic logs written to %s", Path(paths["csv"]).parent)
-    return paths
-
-
-def run_stage(stage: str, cfg, spark=None) -> dict:
-    """Run one stage with ``cfg`` (creating the session when the stage needs one)."""
-    if stage == "generate":
-        return generate(cfg)
-    from prismrec.spark import get_session
-
-    spark = spark or get_session(cfg)
-    if stage == "preprocess":
-        from prismrec.preprocess import run
-    elif stage == "train":
-        from prismrec.training.launch import run
-    elif stage == "score":
-        from prismrec.scoring.stage import run
-    elif stage == "evaluate":
-        from prismrec.evaluation.stage import run
-    else:
-        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
-    return run(spark, cfg)
-
-
-def demo(cfg) -> dict:
-    from prismrec.demo import run
-
-    return run(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.conf, args.overrides)
         if args.command == "demo":
+            from prismrec.demo import run as demo
+
             demo(cfg)
         elif args.command == "explain":
             from prismrec.scoring.explain import explain
@@ -124,14 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             from prismrec.nightly import parse_date, run_night
 
-            run_night(cfg, parse_date(args.date, args.lag_days), args.force, args.force_stage)
-        elif args.command == "train" and args.resume:
-            from prismrec.spark import get_session
-            from prismrec.training.launch import run as train
-
-            train(get_session(cfg), cfg, resume=True)
+            run_night(cfg, parse_date(args.date, args.lag_days), args.force, args.force_step)
         else:
-            run_stage(args.command, cfg)
+            from prismrec import stages
+
+            options = {"resume": True} if args.command == "train" and args.resume else {}
+            stages.run(args.command, cfg, **options)
     except Exception as error:  # one clear line, and the exit code the error carries
         code = exit_code(error)
         if code == EXIT_FAILURE:

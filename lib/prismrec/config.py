@@ -163,7 +163,7 @@ class SparkSection:
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Sizes, shape and seed of the synthetic logs (the ``synthetic`` section; see ``logs/synthetic.py``)."""
+    """Sizes, shape and seed of the synthetic logs (the ``synthetic`` section; see ``synthetic.py``)."""
 
     num_users: int = 2000
     num_items: int = 3000
@@ -439,6 +439,22 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def with_values(self, changes: dict[str, Any], origin: str = "derived config") -> "Config":
+        """A copy with ``{"section.key": value}`` (dotted keys, any depth) replaced, checked like a
+        loaded config: raises ConfigError naming the key and ``origin`` for a bad value or an unknown key."""
+        data = self.to_dict()
+        for dotted, value in changes.items():
+            *parents, name = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+                if node is None:
+                    raise ConfigError(f"{dotted} is not a config key ({origin})")
+            if name not in node:
+                raise ConfigError(f"{dotted} is not a config key ({origin})")
+            node[name] = value
+        return _build(Config, data, "", lambda keys: origin)
 
     def config_hash(self) -> str:
         payload = json.dumps(self.to_dict(), sort_keys=True).encode()

@@ -1,16 +1,18 @@
-"""The nightly run for one date: preprocess → train → evaluate → quality gate → score → publish.
+"""The nightly run for one date, in steps: preprocess → train → evaluate → quality gate → score → promote.
 
-Every stage records itself in ``runs/<date>/manifest.json`` (status, timings, counts,
-config hash, error). A rerun of the same date skips the stages that completed with
-the same config hash and reruns the rest; once one stage runs, every later stage
+The steps are the pipeline's stages (:mod:`prismrec.stages`) plus the quality gate and the
+promotion. Scoring *publishes* tonight's ``dt`` partitions of the output tables; *promote*
+then points ``models/PROMOTED.json`` at tonight's model, last, and the quality gate compares
+tonight's validation NDCG@50 with the one recorded there.
+
+Every step records itself in ``runs/<date>/manifest.json`` (status, timings, counts,
+config hash, error). A rerun of the same date skips the steps that completed with
+the same config hash and reruns the rest; once one step runs, every later step
 runs too, because each reads what the one before wrote. After a failed train, the
-rerun resumes from that model's checkpoint. The published model is the pointer
-``models/PUBLISHED.json``, written last; the quality gate compares tonight's
-validation NDCG@50 with the one recorded there.
+rerun resumes from that model's checkpoint.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -25,21 +27,22 @@ from pathlib import Path
 from typing import Iterator
 
 from prismrec import errors
-from prismrec.config import Config, ConfigError, from_dict, redact
+from prismrec import stages
+from prismrec.config import Config, ConfigError, redact
 from prismrec.errors import EXIT_BUSY, EXIT_REFUSED, PrismrecError
 from prismrec.layout import Layout, record_stage, write_json
 
 logger = logging.getLogger(__name__)
-STAGES = ("preprocess", "train", "evaluate", "quality_gate", "score", "publish")
+STEPS = ("preprocess", "train", "evaluate", "quality_gate", "score", "promote")
 GATE_METRIC = "ndcg@50"
 
 
-class StageFailed(PrismrecError, RuntimeError):
-    """A nightly stage failed; ``stage`` names it and ``cause`` is the original error, whose exit code it has."""
+class StepFailed(PrismrecError, RuntimeError):
+    """A nightly step failed; ``step`` names it and ``cause`` is the original error, whose exit code it has."""
 
-    def __init__(self, stage: str, dt: str, cause: BaseException):
-        super().__init__(f"nightly {dt}: stage {stage} failed: {cause}")
-        self.stage, self.cause = stage, cause
+    def __init__(self, step: str, dt: str, cause: BaseException):
+        super().__init__(f"nightly {dt}: step {step} failed: {cause}")
+        self.step, self.cause = step, cause
 
     @property
     def exit_code(self) -> int:
@@ -47,7 +50,8 @@ class StageFailed(PrismrecError, RuntimeError):
 
 
 class QualityGateError(PrismrecError, RuntimeError):
-    """Tonight's model is too far below the published one; nothing was published (exit code 4)."""
+    """Tonight's model is too far below the promoted one; it is not promoted and tonight's
+    output is not published (exit code 4)."""
 
     exit_code = EXIT_REFUSED
 
@@ -140,12 +144,12 @@ def prune_models(models: Path, run_name: str, keep: int, protected: set[str]) ->
     return sorted(removed)
 
 
-def published_path(layout: Layout) -> Path:
-    return layout.models / "PUBLISHED.json"
+def promoted_path(layout: Layout) -> Path:
+    return layout.models / "PROMOTED.json"
 
 
-def read_published(layout: Layout) -> dict | None:
-    path = published_path(layout)
+def read_promoted(layout: Layout) -> dict | None:
+    path = promoted_path(layout)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -153,16 +157,14 @@ def nightly_config(cfg: Config, dt: str) -> Config:
     """``cfg`` for the night of ``dt``: that date's partition, the model and the popularity baseline
     evaluated on the validation split at 50 (the gate's figure; the full comparison with ALS and
     item-kNN is ``prismrec evaluate``)."""
-    data = cfg.to_dict()
-    data["run"]["dt"] = dt
-    data["evaluate"].update(split="valid", ks=sorted({*data["evaluate"]["ks"], 50}), compare=["model", "popularity"])
-    return from_dict(data)
+    return cfg.with_values({"run.dt": dt, "evaluate.split": "valid", "evaluate.ks": sorted({*cfg.evaluate.ks, 50}),
+                            "evaluate.compare": ["model", "popularity"]}, f"the nightly run of {dt}")
 
 
-def stages_hash(cfg: Config) -> str:
-    """What a completed stage is valid for: the config less where outputs go and how Spark runs.
+def steps_hash(cfg: Config) -> str:
+    """What a completed step is valid for: the config less where outputs go and how Spark runs.
 
-    The manifest lives under ``paths.output``, so moving the folder keeps its stages done.
+    The manifest lives under ``paths.output``, so moving the folder keeps its steps done.
     """
     data = cfg.to_dict()
     data.pop("spark")
@@ -170,24 +172,21 @@ def stages_hash(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def with_values(cfg: Config, section: str, **values) -> Config:
-    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **values)})
-
-
 class Night:
-    """One date's run: its config, manifest and the stages' work."""
+    """One date's run: its config, manifest and the steps' work."""
 
     def __init__(self, cfg: Config, dt: str, spark=None):
         self.cfg, self.dt, self._spark = nightly_config(cfg, dt), dt, spark
         self.layout = Layout.of(self.cfg)
         self.run_id = f"{self.cfg.run.name}-{dt}"
         self.model_id = f"{self.run_id}-{self.cfg.model.encoder}"
-        self.config_hash = stages_hash(self.cfg)
+        self.scoring_cfg = self.cfg.with_values({"score.model_id": self.model_id}, f"the nightly run of {dt}")
+        self.config_hash = steps_hash(self.cfg)
         self.manifest_path = self.layout.night_dir(dt) / "manifest.json"
         self.manifest = (json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file()
-                         else {"dt": dt, "run_id": self.run_id, "stages": {}, "attempts": []})
-        self._forced: set[str] = set()  # set by run(): the stages to rerun even when done
-        self._previous: dict = {}  # set by run(): the stage entries as the last attempt left them
+                         else {"dt": dt, "run_id": self.run_id, "steps": {}, "attempts": []})
+        self._forced: set[str] = set()  # set by run(): the steps to rerun even when done
+        self._previous: dict = {}  # set by run(): the step entries as the last attempt left them
 
     @property
     def spark(self):
@@ -200,83 +199,75 @@ class Night:
     def save(self) -> None:
         write_json(self.manifest_path, self.manifest)
 
-    # -- the stages: each returns the counts it records ---------------------------------
+    # -- the steps: each returns the counts it records ----------------------------------
     def preprocess(self) -> dict:
-        from prismrec.preprocess import run
-
-        meta = run(self.spark, self.cfg)
-        counts = meta["counts"]
-        return {"input_records": counts["input"], "kept_events": counts["kept"],
-                "quarantined": sum(counts["quarantined"].values()), "duplicates": counts["duplicates"],
-                "filtered": sum(counts["filtered"].values()), "users": meta["users"],
-                "train_examples": meta["train_examples"]["rows"], "items": meta["num_items"] - 1}
+        report = stages.run("preprocess", self.cfg, self.spark)
+        counts = report.counts
+        return {"input_records": counts.input, "kept_events": counts.kept, "quarantined": counts.total_quarantined,
+                "duplicates": counts.duplicates, "filtered": counts.total_filtered, "users": report.users,
+                "train_examples": report.training_examples, "items": report.items}
 
     def train(self) -> dict:
-        from prismrec.training.launch import run
-
         # An attempt that failed or was killed ("running") with tonight's config resumes from its checkpoint.
         previous = self._previous.get("train", {})
         checkpoint = self.layout.root / "checkpoints" / self.model_id / "last"
         resume = (previous.get("status") in ("failed", "running") and previous.get("config_hash") == self.config_hash
                   and checkpoint.exists() and not self.forced("train"))
-        published = read_published(self.layout)
+        promoted = read_promoted(self.layout)
         warm_from = ""
         if self.cfg.nightly.train_mode == "warm":
-            if published and Path(published["model_dir"]).is_dir():
-                warm_from = published["model_dir"]
+            if promoted and Path(promoted["model_dir"]).is_dir():
+                warm_from = promoted["model_dir"]
             else:
-                logger.info("nightly %s: train_mode warm but no published model yet; training from scratch", self.dt)
-        report = run(self.spark, with_values(self.cfg, "train", warm_start=warm_from), self.model_id, resume)
-        return {"model_id": self.model_id, "model_dir": report["model_dir"], "resumed": resume,
-                "warm_start": warm_from, "launcher": report["launcher"], "ranks": report["ranks"],
-                "steps_per_rank": report["steps_per_rank"], "epochs_run": len(report["epochs"]),
-                "first_epoch": report["epochs"][0]["epoch"] if report["epochs"] else None,
-                "final_loss": report["final_loss"], "best_valid_ndcg@50": report["best_valid_ndcg@50"]}
+                logger.info("nightly %s: train_mode warm but no promoted model yet; training from scratch", self.dt)
+        train_cfg = self.cfg.with_values({"train.warm_start": warm_from}, f"the nightly run of {self.dt}")
+        report = stages.run("train", train_cfg, self.spark, model_id=self.model_id, resume=resume)
+        return {"model_id": self.model_id, "model_dir": report.model_dir, "resumed": resume,
+                "warm_start": warm_from, "launcher": report.launcher, "ranks": report.ranks,
+                "steps_per_rank": report.steps_per_rank, "epochs_run": len(report.epochs),
+                "first_epoch": report.epochs[0].epoch if report.epochs else None,
+                "final_loss": report.final_loss, "best_valid_ndcg@50": report.best_valid_ndcg}
 
     def evaluate(self) -> dict:
-        from prismrec.evaluation.stage import run
-
-        result = run(self.spark, with_values(self.cfg, "score", model_id=self.model_id))
-        model = result["metrics"]["model"]
+        report = stages.run("evaluate", self.scoring_cfg, self.spark)
+        model = report.metrics["model"]
         baselines = {f"{system}_{GATE_METRIC}": values[GATE_METRIC]
-                     for system, values in result["metrics"].items() if system != "model"}
-        return {"split": result["split"], "users": result["users"], GATE_METRIC: model[GATE_METRIC],
-                "recall@50": model["recall@50"], **baselines, "report": result["report"]["json"]}
+                     for system, values in report.metrics.items() if system != "model"}
+        return {"split": report.split, "users": report.users, GATE_METRIC: model[GATE_METRIC],
+                "recall@50": model["recall@50"], **baselines, "report": report.files["json"]}
 
     def quality_gate(self) -> dict:
-        new = self.manifest["stages"]["evaluate"]["counts"][GATE_METRIC]
-        published = read_published(self.layout)
-        if published is None:
-            return {"decision": "publish", "reason": "no published model yet", GATE_METRIC: new}
-        floor = published[GATE_METRIC] * (1.0 - self.cfg.nightly.max_ndcg_drop)
-        decision = {GATE_METRIC: new, "published_model_id": published["model_id"],
-                    f"published_{GATE_METRIC}": published[GATE_METRIC], "floor": floor}
+        new = self.manifest["steps"]["evaluate"]["counts"][GATE_METRIC]
+        promoted = read_promoted(self.layout)
+        if promoted is None:
+            return {"decision": "promote", "reason": "no promoted model yet", GATE_METRIC: new}
+        floor = promoted[GATE_METRIC] * (1.0 - self.cfg.nightly.max_ndcg_drop)
+        decision = {GATE_METRIC: new, "promoted_model_id": promoted["model_id"],
+                    f"promoted_{GATE_METRIC}": promoted[GATE_METRIC], "floor": floor}
         if new < floor:
             raise QualityGateError(
                 f"validation {GATE_METRIC} {new:.4f} of model {self.model_id} is below {floor:.4f}, "
-                f"more than nightly.max_ndcg_drop={self.cfg.nightly.max_ndcg_drop} under the published model "
-                f"{published['model_id']} ({published[GATE_METRIC]:.4f}); refusing to publish. The published "
-                f"model and outputs are unchanged")
-        return {"decision": "publish", **decision}
+                f"more than nightly.max_ndcg_drop={self.cfg.nightly.max_ndcg_drop} under the promoted model "
+                f"{promoted['model_id']} ({promoted[GATE_METRIC]:.4f}); refusing to promote it or publish its "
+                f"output. The promoted model and the published outputs are unchanged")
+        return {"decision": "promote", **decision}
 
     def score(self) -> dict:
         import pyarrow.parquet as pq
 
-        from prismrec.scoring.stage import run
-
-        report = run(self.spark, with_values(self.cfg, "score", model_id=self.model_id))
+        report = stages.run("score", self.scoring_cfg, self.spark)
         rows = sum(pq.ParquetFile(path).metadata.num_rows
-                   for path in Path(report["recommendations"]).glob("*.parquet"))
-        return {"users": report["users"], "recommendations": rows, "table": report["recommendations"]}
+                   for path in Path(report.recommendations).glob("*.parquet"))
+        return {"users": report.users, "recommendations": rows, "table": report.recommendations}
 
-    def publish(self) -> dict:
-        gate = self.manifest["stages"]["evaluate"]["counts"]
+    def promote(self) -> dict:
+        gate = self.manifest["steps"]["evaluate"]["counts"]
         record = {"model_id": self.model_id, "model_dir": str(self.layout.model_dir(self.model_id)),
                   "dt": self.dt, "run_id": self.run_id, GATE_METRIC: gate[GATE_METRIC],
-                  "config_hash": self.config_hash, "published_at": datetime.now(timezone.utc).isoformat(),
+                  "config_hash": self.config_hash, "promoted_at": datetime.now(timezone.utc).isoformat(),
                   "recommendations": str(self.layout.output_table("recommendations", self.dt)),
                   "user_interests": str(self.layout.output_table("user_interests", self.dt))}
-        write_json(published_path(self.layout), record)
+        write_json(promoted_path(self.layout), record)
         # The model is exported; its checkpoints served only a resume of this night's training.
         shutil.rmtree(self.layout.root / "checkpoints" / self.model_id, ignore_errors=True)
         latest = self.layout.latest_model
@@ -288,38 +279,38 @@ class Night:
         return {**record, "pruned_models": pruned}
 
     # -- bookkeeping ----------------------------------------------------------------------
-    def forced(self, stage: str) -> bool:
-        return stage in self._forced
+    def forced(self, step: str) -> bool:
+        return step in self._forced
 
-    def still_done(self, stage: str) -> bool:
+    def still_done(self, step: str) -> bool:
         """Completed with tonight's config, and what it wrote is still there."""
-        entry = self.manifest["stages"].get(stage, {})
+        entry = self.manifest["steps"].get(step, {})
         if entry.get("status") != "done" or entry.get("config_hash") != self.config_hash:
             return False
-        if stage == "preprocess":  # the preprocessed tables are shared by every date
+        if step == "preprocess":  # the preprocessed tables are shared by every date
             meta = self.layout.meta_path
             return meta.is_file() and json.loads(meta.read_text()).get("dt") == self.dt
-        if stage == "train":
+        if step == "train":
             return (self.layout.model_dir(self.model_id) / "manifest.json").is_file()
-        if stage == "score":
+        if step == "score":
             return self.layout.output_table("recommendations", self.dt).is_dir()
         return True
 
     def eta(self, remaining: tuple[str, ...]) -> str:
-        """The remaining stages' seconds on the last other night that ran them all."""
+        """The remaining steps' seconds on the last other night that ran them all."""
         others = sorted(p for p in self.layout.runs.glob("*/manifest.json") if p.parent.name != self.dt)
         for path in reversed(others):
-            stages = json.loads(path.read_text()).get("stages", {})
-            if all(stages.get(s, {}).get("status") == "done" for s in remaining):
-                return f"~{sum(stages[s]['seconds'] for s in remaining):.0f}s (from {path.parent.name})"
+            steps = json.loads(path.read_text()).get("steps", {})
+            if all(steps.get(s, {}).get("status") == "done" for s in remaining):
+                return f"~{sum(steps[s]['seconds'] for s in remaining):.0f}s (from {path.parent.name})"
         return "unknown (no earlier night)"
 
-    def run(self, force: bool = False, force_stage: str = "") -> dict:
-        if force_stage and force_stage not in STAGES:
-            raise ConfigError(f"--force-stage {force_stage!r} is not a stage; stages: {', '.join(STAGES)}")
-        first_forced = 0 if force else STAGES.index(force_stage) if force_stage else len(STAGES)
-        self._forced = set(STAGES[first_forced:])
-        self._previous = json.loads(json.dumps(self.manifest["stages"]))
+    def run(self, force: bool = False, force_step: str = "") -> dict:
+        if force_step and force_step not in STEPS:
+            raise ConfigError(f"--force-step {force_step!r} is not a step; steps: {', '.join(STEPS)}")
+        first_forced = 0 if force else STEPS.index(force_step) if force_step else len(STEPS)
+        self._forced = set(STEPS[first_forced:])
+        self._previous = json.loads(json.dumps(self.manifest["steps"]))
         started = time.time()
         for earlier in self.manifest["attempts"]:
             earlier.setdefault("status", "interrupted")  # its process died before it could say
@@ -330,66 +321,66 @@ class Night:
         logger.info("nightly %s: run %s, config %s: %s", self.dt, self.run_id, self.config_hash,
                     json.dumps(redact(self.cfg.to_dict()), sort_keys=True))
         upstream_ran = False
-        for number, stage in enumerate(STAGES, 1):
-            if not (upstream_ran or self.forced(stage)) and self.still_done(stage):
-                attempt["skipped"].append(stage)
-                logger.info("nightly %s [%d/%d] %s: skipped, completed %s (--force-stage %s reruns it)",
-                            self.dt, number, len(STAGES), stage, self.manifest["stages"][stage]["finished"], stage)
+        for number, step in enumerate(STEPS, 1):
+            if not (upstream_ran or self.forced(step)) and self.still_done(step):
+                attempt["skipped"].append(step)
+                logger.info("nightly %s [%d/%d] %s: skipped, completed %s (--force-step %s reruns it)",
+                            self.dt, number, len(STEPS), step, self.manifest["steps"][step]["finished"], step)
                 continue
             upstream_ran = True
             logger.info("nightly %s [%d/%d] %s: starting; eta for the rest of the night %s", self.dt, number,
-                        len(STAGES), stage, self.eta(STAGES[number - 1:]))
+                        len(STEPS), step, self.eta(STEPS[number - 1:]))
             entry = {"status": "running", "config_hash": self.config_hash,
                      "started": datetime.now(timezone.utc).isoformat()}
-            self.manifest["stages"][stage] = entry
+            self.manifest["steps"][step] = entry
             self.save()
-            stage_started = time.time()
+            step_started = time.time()
             try:
-                entry["counts"] = self._in_job_group(stage)
+                entry["counts"] = self._in_job_group(step)
             except Exception as error:
                 entry.update(status="failed", error=f"{type(error).__name__}: {error}",
-                             seconds=round(time.time() - stage_started, 2))
-                self.manifest["status"], self.manifest["failed_stage"] = "failed", stage
-                attempt.update(status="failed", failed=stage, seconds=round(time.time() - started, 2))
+                             seconds=round(time.time() - step_started, 2))
+                self.manifest["status"], self.manifest["failed_step"] = "failed", step
+                attempt.update(status="failed", failed=step, seconds=round(time.time() - started, 2))
                 self.save()
-                raise StageFailed(stage, self.dt, error) from error
-            entry.update(status="done", seconds=round(time.time() - stage_started, 2),
+                raise StepFailed(step, self.dt, error) from error
+            entry.update(status="done", seconds=round(time.time() - step_started, 2),
                          finished=datetime.now(timezone.utc).isoformat())
-            attempt["ran"].append(stage)
+            attempt["ran"].append(step)
             self.save()
-            logger.info("nightly %s [%d/%d] %s: done in %.1fs %s", self.dt, number, len(STAGES), stage,
+            logger.info("nightly %s [%d/%d] %s: done in %.1fs %s", self.dt, number, len(STEPS), step,
                         entry["seconds"], json.dumps(entry["counts"], default=str))
         return self._finish(attempt, started)
 
-    def _in_job_group(self, stage: str) -> dict:
-        if stage in ("quality_gate", "publish"):  # no Spark work
-            return getattr(self, stage)()
+    def _in_job_group(self, step: str) -> dict:
+        if step in ("quality_gate", "promote"):  # no Spark work
+            return getattr(self, step)()
         from prismrec.spark import job_group
 
-        with job_group(self.spark, f"nightly-{stage}", f"nightly {self.dt} {stage}"):
-            return getattr(self, stage)()
+        with job_group(self.spark, f"nightly-{step}", f"nightly {self.dt} {step}"):
+            return getattr(self, step)()
 
     def _finish(self, attempt: dict, started: float) -> dict:
         attempt.update(status="done", seconds=round(time.time() - started, 2))
-        stages = self.manifest["stages"]
-        self.manifest.pop("failed_stage", None)
+        steps = self.manifest["steps"]
+        self.manifest.pop("failed_step", None)
         self.manifest.update(status="done", finished=datetime.now(timezone.utc).isoformat(),
-                             seconds={stage: stages[stage]["seconds"] for stage in STAGES},
-                             counts={stage: stages[stage]["counts"] for stage in STAGES})
+                             seconds={step: steps[step]["seconds"] for step in STEPS},
+                             counts={step: steps[step]["counts"] for step in STEPS})
         self.save()
         record_stage(self.layout, self.run_id, "nightly", {"manifest": str(self.manifest_path), **attempt})
-        logger.info("nightly %s: done in %.1fs; ran %s, skipped %s; published model %s", self.dt,
+        logger.info("nightly %s: done in %.1fs; ran %s, skipped %s; promoted model %s", self.dt,
                     attempt["seconds"], attempt["ran"] or "nothing", attempt["skipped"] or "nothing",
-                    stages["publish"]["counts"]["model_id"])
+                    steps["promote"]["counts"]["model_id"])
         return self.manifest
 
 
-def run_night(cfg: Config, dt: str, force: bool = False, force_stage: str = "", spark=None) -> dict:
-    """Run (or resume) the night of ``dt``; returns its manifest, raises :class:`StageFailed`.
+def run_night(cfg: Config, dt: str, force: bool = False, force_step: str = "", spark=None) -> dict:
+    """Run (or resume) the night of ``dt``; returns its manifest, raises :class:`StepFailed`.
 
     Raises :class:`NightBusy` when another run of ``dt`` is under way: two runs of one date
     would overwrite each other's tables and manifest.
     """
     lock = Layout.of(nightly_config(cfg, dt)).night_dir(dt) / "LOCK"
     with date_lock(lock, dt):
-        return Night(cfg, dt, spark).run(force, force_stage)
+        return Night(cfg, dt, spark).run(force, force_step)

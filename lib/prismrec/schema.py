@@ -1,8 +1,7 @@
 """Every column name and table schema, defined once.
 
-Spark code imports the ``*_SCHEMA`` StructTypes through :func:`spark_schema`;
-Petastorm readers and TensorFlow code use the plain column-name constants, so
-this module imports pyspark lazily and stays importable from pure code.
+Names only, so that pure code (ranking, models) can use them; the Spark StructTypes
+of the tables are :func:`prismrec.spark.table_schema`.
 """
 from __future__ import annotations
 
@@ -47,58 +46,3 @@ RAW = "raw"
 REASON = "reason"
 SOURCE_FILE = "source_file"
 RUN_ID = "run_id"
-
-
-def spark_schema(name: str):
-    """Return the Spark StructType of table ``name`` (see ``_SCHEMAS`` for the names)."""
-    from pyspark.sql import types as T
-
-    int_array = T.ArrayType(T.IntegerType(), containsNull=False)
-    schemas = {
-        "events": T.StructType([
-            T.StructField(USER_ID, T.StringType(), False),
-            T.StructField(ITEM_ID, T.StringType(), False),
-            T.StructField(CATEGORY_ID, T.StringType(), False),
-            T.StructField(EVENT_TYPE, T.StringType(), False),
-            T.StructField(WEIGHT, T.FloatType(), False),
-            T.StructField(TS, T.TimestampType(), False),
-            T.StructField(DT, T.DateType(), False),
-        ]),
-        "train_examples": T.StructType([
-            T.StructField(USER_IDX, T.IntegerType(), False),
-            T.StructField(HIST_ITEMS, int_array, False),
-            T.StructField(HIST_LEN, T.IntegerType(), False),
-            T.StructField(TARGET_ITEM, T.IntegerType(), False),
-        ]),
-        "histories": T.StructType([
-            T.StructField(USER_ID, T.StringType(), False),
-            T.StructField(HIST_ITEMS, int_array, False),
-            T.StructField(HIST_LEN, T.IntegerType(), False),
-            T.StructField(SEEN_ITEMS, int_array, False),
-        ]),
-        "recommendations": T.StructType([
-            T.StructField(USER_ID, T.StringType(), False),
-            T.StructField(RANK, T.IntegerType(), False),
-            T.StructField(ITEM_ID, T.StringType(), False),
-            T.StructField(SCORE, T.FloatType(), False),
-            T.StructField(INTEREST, T.IntegerType(), False),
-            T.StructField(CATEGORY_ID, T.StringType(), False),
-            T.StructField(FALLBACK, T.BooleanType(), False),
-        ]),
-        "user_interests": T.StructType([
-            T.StructField(USER_ID, T.StringType(), False),
-            T.StructField(INTEREST, T.IntegerType(), False),
-            T.StructField(WEIGHT, T.FloatType(), False),
-            T.StructField(TOP_CATEGORIES, T.ArrayType(T.StringType(), False), False),
-            T.StructField(VECTOR, T.ArrayType(T.FloatType(), False), False),
-        ]),
-        "quarantine": T.StructType([
-            T.StructField(RAW, T.StringType()),
-            T.StructField(REASON, T.StringType(), False),
-            T.StructField(SOURCE_FILE, T.StringType()),
-            T.StructField(RUN_ID, T.StringType(), False),
-        ]),
-    }
-    if name not in schemas:
-        raise KeyError(f"no schema named {name!r}; known: {', '.join(sorted(schemas))}")
-    return schemas[name]

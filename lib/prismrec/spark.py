@@ -6,6 +6,7 @@ import os
 import sys
 from contextlib import contextmanager
 
+from prismrec import schema as S
 from prismrec.config import Config
 
 logger = logging.getLogger(__name__)
@@ -84,3 +85,58 @@ def quiet_task_failures(spark):
     finally:
         for name, level in before.items():
             log4j.core.config.Configurator.setLevel(name, level)
+
+
+def table_schema(name: str):
+    """Return the Spark StructType of table ``name`` (events, train_examples, histories, recommendations, user_interests, quarantine); raises KeyError for any other name."""
+    from pyspark.sql import types as T
+
+    int_array = T.ArrayType(T.IntegerType(), containsNull=False)
+    schemas = {
+        "events": T.StructType([
+            T.StructField(S.USER_ID, T.StringType(), False),
+            T.StructField(S.ITEM_ID, T.StringType(), False),
+            T.StructField(S.CATEGORY_ID, T.StringType(), False),
+            T.StructField(S.EVENT_TYPE, T.StringType(), False),
+            T.StructField(S.WEIGHT, T.FloatType(), False),
+            T.StructField(S.TS, T.TimestampType(), False),
+            T.StructField(S.DT, T.DateType(), False),
+        ]),
+        "train_examples": T.StructType([
+            T.StructField(S.USER_IDX, T.IntegerType(), False),
+            T.StructField(S.HIST_ITEMS, int_array, False),
+            T.StructField(S.HIST_LEN, T.IntegerType(), False),
+            T.StructField(S.TARGET_ITEM, T.IntegerType(), False),
+        ]),
+        "histories": T.StructType([
+            T.StructField(S.USER_ID, T.StringType(), False),
+            T.StructField(S.HIST_ITEMS, int_array, False),
+            T.StructField(S.HIST_LEN, T.IntegerType(), False),
+            T.StructField(S.SEEN_ITEMS, int_array, False),
+        ]),
+        "recommendations": T.StructType([
+            T.StructField(S.USER_ID, T.StringType(), False),
+            T.StructField(S.RANK, T.IntegerType(), False),
+            T.StructField(S.ITEM_ID, T.StringType(), False),
+            T.StructField(S.SCORE, T.FloatType(), False),
+            T.StructField(S.INTEREST, T.IntegerType(), False),
+            T.StructField(S.CATEGORY_ID, T.StringType(), False),
+            T.StructField(S.FALLBACK, T.BooleanType(), False),
+        ]),
+        "user_interests": T.StructType([
+            T.StructField(S.USER_ID, T.StringType(), False),
+            T.StructField(S.INTEREST, T.IntegerType(), False),
+            T.StructField(S.WEIGHT, T.FloatType(), False),
+            T.StructField(S.TOP_CATEGORIES, T.ArrayType(T.StringType(), False), False),
+            T.StructField(S.VECTOR, T.ArrayType(T.FloatType(), False), False),
+        ]),
+        "quarantine": T.StructType([
+            T.StructField(S.RAW, T.StringType()),
+            T.StructField(S.REASON, T.StringType(), False),
+            T.StructField(S.SOURCE_FILE, T.StringType()),
+            T.StructField(S.RUN_ID, T.StringType(), False),
+        ]),
+    }
+    if name not in schemas:
+        raise KeyError(f"no schema named {name!r}; known: {', '.join(sorted(schemas))}")
+    return schemas[name]

@@ -133,7 +133,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_logs(tmp_path_factory) -> Path:
     """The tiny synthetic logs (conf/test.yaml sizes), generated once: the data folder."""
-    from prismrec.cli import run_stage
+    from prismrec.stages import run as run_stage
     from prismrec.config import load_config
 
     data = tmp_path_factory.mktemp("logs")

@@ -14,7 +14,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from prismrec.nightly import STAGES
+from prismrec.nightly import STEPS
 
 from .conftest import NIGHT, ROOT, finish, manifest, nightly_args
 
@@ -90,28 +90,28 @@ def kill_rank_one_after_the_first_checkpoint(cluster, checkpoint: Path, killed: 
         killed.append(victim.pid)
 
 
-def test_killed_rank_fails_the_train_stage_then_the_rerun_resumes_and_publishes_once(cluster, clean_night,
+def test_killed_rank_fails_the_train_step_then_the_rerun_resumes_and_promotes_once(cluster, clean_night,
                                                                                     tiny_logs, tmp_path):
-    # A copy of the clean night's output with nothing published: preprocess is done, training is forced.
+    # A copy of the clean night's output with nothing promoted: preprocess is done, training is forced.
     output = tmp_path / "output"
     shutil.copytree(clean_night, output)
-    (output / "models" / "PUBLISHED.json").unlink()
-    model_id = manifest(output)["stages"]["train"]["counts"]["model_id"]
+    (output / "models" / "PROMOTED.json").unlink()
+    model_id = manifest(output)["steps"]["train"]["counts"]["model_id"]
     killed: list[int] = []
     killer = threading.Thread(target=kill_rank_one_after_the_first_checkpoint,
                               args=(cluster, output / "checkpoints" / model_id, killed))
     killer.start()
     log = tmp_path / "killed.log"
-    code = finish(cluster.submit("jobs/nightly.py", *nightly_args(tiny_logs, output, "--force-stage", "train"),
+    code = finish(cluster.submit("jobs/nightly.py", *nightly_args(tiny_logs, output, "--force-step", "train"),
                                  log=log))
     killer.join()
     assert killed, "rank 1 was never found to kill"
-    assert code == 4, log.read_text()[-3000:]  # training failed: refused to publish
-    assert f"nightly {NIGHT}: stage train failed" in log.read_text(errors="replace")
+    assert code == 4, log.read_text()[-3000:]  # training failed: refused
+    assert f"nightly {NIGHT}: step train failed" in log.read_text(errors="replace")
     night = manifest(output)
-    assert (night["status"], night["failed_stage"], night["stages"]["train"]["status"]) == ("failed", "train", "failed")
-    assert "Exit code: 137" in night["stages"]["train"]["error"]
-    assert not (output / "models" / "PUBLISHED.json").exists()
+    assert (night["status"], night["failed_step"], night["steps"]["train"]["status"]) == ("failed", "train", "failed")
+    assert "Exit code: 137" in night["steps"]["train"]["error"]
+    assert not (output / "models" / "PROMOTED.json").exists()
     # Nothing was exported over the clean night's artifact.
     clean_artifact = (clean_night / "models" / model_id / "manifest.json").read_text()
     assert (output / "models" / model_id / "manifest.json").read_text() == clean_artifact
@@ -122,11 +122,11 @@ def test_killed_rank_fails_the_train_stage_then_the_rerun_resumes_and_publishes_
         log.read_text()[-3000:]
     night = manifest(output)
     assert night["attempts"][-1]["skipped"] == ["preprocess"]
-    assert night["attempts"][-1]["ran"] == list(STAGES[1:])
-    train = night["stages"]["train"]["counts"]
+    assert night["attempts"][-1]["ran"] == list(STEPS[1:])
+    train = night["steps"]["train"]["counts"]
     assert train["resumed"] and train["first_epoch"] == 2  # it continued after epoch 1, it did not start over
-    published = json.loads((output / "models" / "PUBLISHED.json").read_text())
-    assert published["model_id"] == model_id
+    promoted = json.loads((output / "models" / "PROMOTED.json").read_text())
+    assert promoted["model_id"] == model_id
     assert [p.name for p in (output / "recommendations").iterdir()] == [f"dt={NIGHT}"]
     assert len(pd.read_parquet(output / "recommendations" / f"dt={NIGHT}")) == 300 * 20
-    assert not (output / "checkpoints" / model_id).exists()  # published: the checkpoint is no longer needed
+    assert not (output / "checkpoints" / model_id).exists()  # promoted: the checkpoint is no longer needed

@@ -62,8 +62,8 @@ def test_killed_rank_fails_cleanly_then_resume_matches_an_uninterrupted_run(spar
     assert rank_process(0) is None and rank_process(1) is None  # no orphaned rank
 
     resumed = run(spark, cfg, model_id="drill", resume=True)
-    assert resumed["epochs"][0]["epoch"] >= 2  # it continued, it did not start over
-    assert resumed["best_valid_ndcg@50"] == pytest.approx(clean["best_valid_ndcg@50"], rel=0.02)
+    assert resumed.epochs[0].epoch >= 2  # it continued, it did not start over
+    assert resumed.best_valid_ndcg == pytest.approx(clean.best_valid_ndcg, rel=0.02)
 
 
 def test_nan_on_one_rank_stops_every_rank_and_publishes_nothing(spark, preprocessed):

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import tiny_config
 from prismrec import schema as S
-from prismrec.cli import run_stage
+from prismrec.stages import run as run_stage
 from prismrec.layout import Layout
 
 pytestmark = pytest.mark.smoke
@@ -48,7 +48,7 @@ def test_explain_shows_movielens_titles(movielens):
         titles = {row["movieId"]: row["title"] for row in csv.DictReader(handle)}
     items = pd.read_parquet(Layout.of(cfg).table("items"))
     assert (items[S.ITEM_NAME] == items[S.ITEM_ID].map(titles)).all()
-    assert meta["catalogue"]["items_missing_from_catalogue"] == 0
+    assert meta.record["catalogue"]["items_missing_from_catalogue"] == 0
     text = explained_user(cfg)
     labels = NAMED_INTEREST.findall(text)
     assert labels and all(any(title in label for title in titles.values()) for label in labels)
@@ -90,7 +90,7 @@ def catalogued(spark, tmp_path_factory):
 
 def test_a_csv_log_with_a_catalogue_gives_named_interests(catalogued):
     cfg, meta = catalogued
-    assert meta["catalogue"] == {"items_missing_from_catalogue": len(UNLISTED),
+    assert meta.record["catalogue"] == {"items_missing_from_catalogue": len(UNLISTED),
                                  "items_with_duplicate_catalogue_rows": 0}
     items = pd.read_parquet(Layout.of(cfg).table("items")).set_index(S.ITEM_ID)
     assert items.at["g1-i2", S.ITEM_NAME] == 'Gadget 1.2, "Pro"' and items.at["g1-i2", S.CATEGORY_ID] == "group 1"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -42,19 +41,17 @@ def test_wrong_type(tmp_path):
     (["evaluate"], ["score.merge=share", "score.diversity=0.1"], "score.diversity", "0.1"),
 ])
 def test_a_bad_value_exits_2_before_spark_or_horovod_start(tmp_path, command, overrides, key, value):
-    # -X importtime lists every module the command imported: neither Spark nor Horovod may be among them.
-    started = time.monotonic()
+    # -X importtime lists every module the command imported: neither Spark nor Horovod may be among them
+    # (how long the refusal takes is measured in docs/benchmarks.md, not here).
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "prismrec.cli", *command,
                            *(arg for item in overrides for arg in ("--set", item))],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    elapsed = time.monotonic() - started
     assert done.returncode == 2, done.stderr[-2000:]
     [line] = error_lines(done)
     assert f"config key '{key}' has value {value}" in line and "allowed: " in line
     imported = {row.rsplit("|", 1)[-1].strip() for row in done.stderr.splitlines() if row.startswith("import time:")}
     assert not {"pyspark", "horovod", "tensorflow"} & imported
     assert "spark session" not in done.stderr.lower() and "log4j" not in done.stderr
-    assert elapsed < 5, f"{elapsed:.1f}s: a bad config should be refused before any heavy start-up"
 
 
 def test_missing_input_path(tmp_path):

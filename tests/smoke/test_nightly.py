@@ -1,4 +1,4 @@
-"""`prismrec run --date` on tiny synthetic data (one local training process): stages, reruns, the gate."""
+"""`prismrec run --date` on tiny synthetic data (one local training process): steps, reruns, the gate."""
 from __future__ import annotations
 
 import json
@@ -14,10 +14,11 @@ import pytest
 
 from conftest import tiny_config
 from prismrec import schema as S
-from prismrec.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED, main, run_stage
+from prismrec.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_INPUT, EXIT_REFUSED, main
+from prismrec.stages import run as run_stage
 from prismrec.config import REDACTED, ModelSection
 from prismrec.layout import Layout
-from prismrec.nightly import STAGES, date_lock, prune_models, read_published, run_night
+from prismrec.nightly import STEPS, date_lock, prune_models, read_promoted, run_night
 
 pytestmark = pytest.mark.smoke
 NIGHT, NEXT_NIGHT = "2026-01-14", "2026-01-15"  # the logs' last day, and a night with no new events
@@ -43,40 +44,40 @@ def recommendations(cfg, dt: str = NIGHT) -> pd.DataFrame:
     return frame.sort_values([S.USER_ID, S.RANK]).reset_index(drop=True)
 
 
-def test_a_night_runs_every_stage_in_order_and_writes_the_published_pointer_last(spark, night):
+def test_a_night_runs_every_step_in_order_and_writes_the_promoted_pointer_last(spark, night):
     cfg, manifest = night
     # Every Spark job ran in a group named after its stage ("<stage>" inside the stage, "nightly-<stage>" around it).
     tracker = spark.sparkContext.statusTracker()
     for stage in ("preprocess", "evaluate", "score"):
         assert tracker.getJobIdsForGroup(stage) or tracker.getJobIdsForGroup(f"nightly-{stage}"), stage
-    stages = manifest["stages"]
-    assert manifest["status"] == "done" and [stages[s]["status"] for s in STAGES] == ["done"] * len(STAGES)
-    starts = [stages[s]["started"] for s in STAGES]
+    steps = manifest["steps"]
+    assert manifest["status"] == "done" and [steps[s]["status"] for s in STEPS] == ["done"] * len(STEPS)
+    starts = [steps[s]["started"] for s in STEPS]
     assert starts == sorted(starts)
     root = Layout.of(cfg).root
-    published = read_published(Layout.of(cfg))
-    assert published["model_id"] == stages["train"]["counts"]["model_id"] == f"test-{NIGHT}-{ENCODER}"
-    pointer_written = (root / "models" / "PUBLISHED.json").stat().st_mtime
+    promoted = read_promoted(Layout.of(cfg))
+    assert promoted["model_id"] == steps["train"]["counts"]["model_id"] == f"test-{NIGHT}-{ENCODER}"
+    pointer_written = (root / "models" / "PROMOTED.json").stat().st_mtime
     for table in ("recommendations", "user_interests"):
         assert max(p.stat().st_mtime for p in (root / table).rglob("*")) <= pointer_written
-    # The night's report aggregates per-stage timings and counts.
-    assert set(manifest["seconds"]) == set(STAGES) == set(manifest["counts"])
+    # The night's report aggregates per-step timings and counts.
+    assert set(manifest["seconds"]) == set(STEPS) == set(manifest["counts"])
     counts = manifest["counts"]
     assert counts["preprocess"]["users"] == counts["score"]["users"] == recommendations(cfg)[S.USER_ID].nunique()
     assert counts["score"]["recommendations"] == len(recommendations(cfg))
-    assert counts["quality_gate"]["reason"] == "no published model yet"
+    assert counts["quality_gate"]["reason"] == "no promoted model yet"
     assert counts["evaluate"]["split"] == "valid" and 0.0 <= counts["evaluate"]["ndcg@50"] <= 1.0
     report = json.loads((root / "reports" / f"test-{NIGHT}.json").read_text())
-    assert report["stages"]["nightly"]["ran"] == list(STAGES)
+    assert report["stages"]["nightly"]["ran"] == list(STEPS)
 
 
-def test_rerun_skips_every_stage_and_force_stage_reruns_from_there_with_the_same_output(spark, night):
+def test_rerun_skips_every_step_and_force_step_reruns_from_there_with_the_same_output(spark, night):
     cfg, _ = night
     before = recommendations(cfg)
     manifest = run_night(cfg, NIGHT, spark=spark)
-    assert (manifest["attempts"][-1]["ran"], manifest["attempts"][-1]["skipped"]) == ([], list(STAGES))
-    manifest = run_night(cfg, NIGHT, force_stage="score", spark=spark)
-    assert manifest["attempts"][-1]["ran"] == ["score", "publish"]
+    assert (manifest["attempts"][-1]["ran"], manifest["attempts"][-1]["skipped"]) == ([], list(STEPS))
+    manifest = run_night(cfg, NIGHT, force_step="score", spark=spark)
+    assert manifest["attempts"][-1]["ran"] == ["score", "promote"]
     pd.testing.assert_frame_equal(recommendations(cfg), before)  # same rows, not a second copy
     root = Layout.of(cfg).root
     assert [p.name for p in (root / "recommendations").iterdir()] == [f"dt={NIGHT}"]
@@ -86,7 +87,7 @@ def test_rerun_skips_every_stage_and_force_stage_reruns_from_there_with_the_same
 
 def test_logged_and_saved_configs_redact_secrets(night, capsys):
     cfg, _ = night
-    # spark.* does not invalidate completed stages: this rerun skips them all, but still logs its config.
+    # spark.* does not invalidate completed steps: this rerun skips them all, but still logs its config.
     assert main(cli_args(cfg, "--date", NIGHT, "--set", f"spark.conf={{fs.s3a.secret.key: {SECRET}}}")) == 0
     logged = capsys.readouterr().err
     assert REDACTED in logged and SECRET not in logged
@@ -94,41 +95,37 @@ def test_logged_and_saved_configs_redact_secrets(night, capsys):
     assert REDACTED in saved and SECRET not in saved
 
 
-def test_quality_gate_refuses_to_publish_a_worse_model_and_names_the_stage(night, capsys):
+def test_quality_gate_refuses_to_promote_a_worse_model_and_names_the_step(night, capsys):
     cfg, _ = night
     layout = Layout.of(cfg)
-    pointer = layout.root / "models" / "PUBLISHED.json"
-    published = read_published(layout)
-    champion = {**published, "model_id": "champion", "ndcg@50": 0.99}
+    pointer = layout.root / "models" / "PROMOTED.json"
+    promoted = read_promoted(layout)
+    champion = {**promoted, "model_id": "champion", "ndcg@50": 0.99}
     pointer.write_text(json.dumps(champion))
     before = recommendations(cfg)
-    assert main(cli_args(cfg, "--date", NIGHT, "--force-stage", "quality_gate")) == EXIT_REFUSED
+    assert main(cli_args(cfg, "--date", NIGHT, "--force-step", "quality_gate")) == EXIT_REFUSED
     error = capsys.readouterr().err
-    assert f"nightly {NIGHT}: stage quality_gate failed" in error and "refusing to publish" in error
+    assert f"nightly {NIGHT}: step quality_gate failed" in error and "refusing to promote" in error
     manifest = json.loads((layout.root / "runs" / NIGHT / "manifest.json").read_text())
-    assert (manifest["status"], manifest["failed_stage"]) == ("failed", "quality_gate")
-    assert json.loads(pointer.read_text()) == champion  # the published model is unchanged
+    assert (manifest["status"], manifest["failed_step"]) == ("failed", "quality_gate")
+    assert json.loads(pointer.read_text()) == champion  # the promoted model is unchanged
     pd.testing.assert_frame_equal(recommendations(cfg), before)
     # Once the champion is gone, the rerun resumes at the gate: nothing before it runs again.
-    pointer.write_text(json.dumps(published))
+    pointer.write_text(json.dumps(promoted))
     assert main(cli_args(cfg, "--date", NIGHT)) == 0
     manifest = json.loads((layout.root / "runs" / NIGHT / "manifest.json").read_text())
-    assert manifest["attempts"][-1]["ran"] == ["quality_gate", "score", "publish"]
-    assert read_published(layout)["model_id"] == f"test-{NIGHT}-{ENCODER}"
+    assert manifest["attempts"][-1]["ran"] == ["quality_gate", "score", "promote"]
+    assert read_promoted(layout)["model_id"] == f"test-{NIGHT}-{ENCODER}"
 
 
-def test_warm_night_starts_from_the_published_weights(spark, night):
+def test_warm_night_starts_from_the_promoted_weights(spark, night):
     cfg, _ = night
-    from prismrec.config import from_dict
-
-    data = cfg.to_dict()
-    data["nightly"]["train_mode"] = "warm"
-    manifest = run_night(from_dict(data), NEXT_NIGHT, spark=spark)
-    published_before = f"test-{NIGHT}-{ENCODER}"
-    train = manifest["stages"]["train"]["counts"]
-    assert train["warm_start"] == str(Layout.of(cfg).model_dir(published_before))
-    assert read_published(Layout.of(cfg))["model_id"] == f"test-{NEXT_NIGHT}-{ENCODER}"
-    assert manifest["stages"]["publish"]["counts"]["pruned_models"] == []  # two nights, seven kept
+    manifest = run_night(cfg.with_values({"nightly.train_mode": "warm"}), NEXT_NIGHT, spark=spark)
+    promoted_before = f"test-{NIGHT}-{ENCODER}"
+    train = manifest["steps"]["train"]["counts"]
+    assert train["warm_start"] == str(Layout.of(cfg).model_dir(promoted_before))
+    assert read_promoted(Layout.of(cfg))["model_id"] == f"test-{NEXT_NIGHT}-{ENCODER}"
+    assert manifest["steps"]["promote"]["counts"]["pruned_models"] == []  # two nights, seven kept
 
 
 def test_warm_start_carries_item_rows_by_item_id(night, tmp_path):
@@ -167,13 +164,13 @@ def test_warm_start_carries_item_rows_by_item_id(night, tmp_path):
         np.testing.assert_array_equal(variable.numpy(), source.numpy(), err_msg=variable.name)
 
 
-def test_a_failed_stage_exits_non_zero_and_is_named_in_the_error_and_the_manifest(tmp_path, capsys):
+def test_a_failed_step_exits_non_zero_and_is_named_in_the_error_and_the_manifest(tmp_path, capsys):
     cfg = tiny_config(tmp_path)  # no logs were generated
     assert main(cli_args(cfg, "--date", NIGHT)) == EXIT_INPUT
-    assert f"nightly {NIGHT}: stage preprocess failed" in capsys.readouterr().err
+    assert f"nightly {NIGHT}: step preprocess failed" in capsys.readouterr().err
     manifest = json.loads((Layout.of(cfg).root / "runs" / NIGHT / "manifest.json").read_text())
-    assert (manifest["failed_stage"], manifest["stages"]["preprocess"]["status"]) == ("preprocess", "failed")
-    assert "does not exist" in manifest["stages"]["preprocess"]["error"]
+    assert (manifest["failed_step"], manifest["steps"]["preprocess"]["status"]) == ("preprocess", "failed")
+    assert "does not exist" in manifest["steps"]["preprocess"]["error"]
 
 
 HOLD_LOCK = """

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from prismrec import schema as S
-from prismrec.cli import run_stage
+from prismrec.stages import run as run_stage
 from prismrec.layout import Layout
 from prismrec.training import artifact
 
@@ -42,8 +42,8 @@ def brute_force_top_n(model, hist_items, seen, n, merge):
 
 def test_udf_output_equals_brute_force_numpy(scored):
     cfg, meta, train, score = scored
-    model = artifact.load(train["model_dir"])
-    recs = pd.read_parquet(score["recommendations"])
+    model = artifact.load(train.model_dir)
+    recs = pd.read_parquet(score.recommendations)
     histories = pd.read_parquet(Layout.of(cfg).table("histories"))
     idx_of = dict(zip(model.items[S.ITEM_ID], model.items[S.ITEM_IDX]))
     for _, user in histories.sample(25, random_state=0).iterrows():
@@ -55,9 +55,9 @@ def test_udf_output_equals_brute_force_numpy(scored):
 
 def test_every_user_has_recommendations_and_interests(scored):
     cfg, meta, _, score = scored
-    users = sum(meta["users_by_split"].values())
-    recs = pd.read_parquet(score["recommendations"])
-    interests = pd.read_parquet(score["user_interests"])
+    users = sum(meta.record["users_by_split"].values())
+    recs = pd.read_parquet(score.recommendations)
+    interests = pd.read_parquet(score.user_interests)
     assert recs[S.USER_ID].nunique() == users
     assert len(interests) == users * cfg.model.num_interests
     weights = interests.groupby(S.USER_ID)[S.WEIGHT].sum()
@@ -69,9 +69,9 @@ def test_every_user_has_recommendations_and_interests(scored):
 def test_evaluate_reports_model_and_popularity(spark, scored):
     cfg, *_ = scored
     result = run_stage("evaluate", cfg, spark)
-    assert result["users"] > 0
+    assert result.users > 0
     for system in ("model", "popularity"):
         for k in cfg.evaluate.ks:
-            assert 0.0 <= result["metrics"][system][f"recall@{k}"] <= 1.0
-    markdown = open(result["report"]["markdown"]).read()
+            assert 0.0 <= result.metrics[system][f"recall@{k}"] <= 1.0
+    markdown = open(result.files["markdown"]).read()
     assert "| model |" in markdown and "| popularity |" in markdown

@@ -8,10 +8,10 @@ import pytest
 
 from conftest import tiny_config
 from prismrec import schema as S
-from prismrec.cli import run_stage
+from prismrec.stages import run as run_stage
 from prismrec.layout import Layout
 from prismrec.scoring import publish, udf
-from prismrec.scoring.recommend import Ranking
+from prismrec.ranking.recommend import Ranking
 
 pytestmark = pytest.mark.smoke
 COLD_USER = "9999999"
@@ -21,7 +21,7 @@ COLD_USER = "9999999"
 def scored(spark, tmp_path_factory):
     cfg = tiny_config(tmp_path_factory.mktemp("scoring"))
     logs = run_stage("generate", cfg)
-    with open(logs["csv"], "a") as handle:  # a user whose only items are too rare to keep
+    with open(logs.files["csv"], "a") as handle:  # a user whose only items are too rare to keep
         handle.write(f"{COLD_USER},777001,5000,pv,1767225600\n{COLD_USER},777002,5000,pv,1767225700\n")
     meta = run_stage("preprocess", cfg, spark)
     run_stage("train", cfg, spark)
@@ -34,7 +34,7 @@ def table(path: str) -> pd.DataFrame:
 
 def test_every_user_is_covered_and_the_cold_user_gets_the_fallback(scored):
     cfg, meta, score = scored
-    recs = table(score["recommendations"])
+    recs = table(score.recommendations)
     histories = pd.read_parquet(Layout.of(cfg).table("histories"))
     assert set(recs[S.USER_ID]) == set(histories[S.USER_ID])
     cold = recs[recs[S.USER_ID] == COLD_USER]
@@ -46,18 +46,18 @@ def test_every_user_is_covered_and_the_cold_user_gets_the_fallback(scored):
 
 def test_rerun_of_the_same_dt_replaces_it_exactly(spark, scored):
     cfg, meta, first = scored
-    before = table(first["recommendations"])
-    other = Path(first["recommendations"]).parent / "dt=2000-01-01"
+    before = table(first.recommendations)
+    other = Path(first.recommendations).parent / "dt=2000-01-01"
     other.mkdir()
     (other / "part-keep.parquet").write_bytes(b"untouched")
     second = run_stage("score", cfg, spark)
-    pd.testing.assert_frame_equal(table(second["recommendations"]), before)
+    pd.testing.assert_frame_equal(table(second.recommendations), before)
     assert (other / "part-keep.parquet").read_bytes() == b"untouched"
 
 
 def test_failed_validation_exits_non_zero_and_keeps_the_published_output(spark, scored, monkeypatch):
     cfg, meta, first = scored
-    before = table(first["recommendations"])
+    before = table(first.recommendations)
     original = udf.recommendations_fn
 
     def with_a_duplicate(*args, **kwargs):
@@ -72,13 +72,13 @@ def test_failed_validation_exits_non_zero_and_keeps_the_published_output(spark, 
     monkeypatch.setattr(udf, "recommendations_fn", with_a_duplicate)
     with pytest.raises(publish.PublishError, match=r"duplicate_items: [1-9]"):
         run_stage("score", cfg, spark)
-    pd.testing.assert_frame_equal(table(first["recommendations"]), before)
+    pd.testing.assert_frame_equal(table(first.recommendations), before)
 
 
 def test_problems_are_named(spark, scored):
     cfg, _, score = scored
     layout = Layout.of(cfg)
-    recs = spark.read.parquet(score["recommendations"])
+    recs = spark.read.parquet(score.recommendations)
     broken = recs.withColumn(S.RANK, recs[S.RANK] + 1)
     problems = publish.recommendation_problems(broken, spark.read.parquet(layout.table("histories")),
                                                spark.read.parquet(layout.table("items")), cfg.score.top_n)
@@ -99,7 +99,7 @@ def test_explain_names_interests_and_reasons(scored):
     from prismrec.scoring.explain import explain
 
     cfg, _, score = scored
-    user = table(score["recommendations"]).query("not fallback")[S.USER_ID].iloc[0]
+    user = table(score.recommendations).query("not fallback")[S.USER_ID].iloc[0]
     text = explain(cfg, user)
     assert f"user {user}" in text and "interest 0: weight" in text and "← interest" in text
     assert "popular overall" in explain(cfg, COLD_USER)
@@ -111,4 +111,4 @@ def test_diversity_raises_category_diversity(spark, scored):
     plain = run_stage("evaluate", tiny_config(root, "score.merge=max"), spark)
     diverse = run_stage("evaluate", tiny_config(root, "score.merge=max", "score.diversity=0.5"), spark)
     k = cfg.evaluate.ks[-1]
-    assert diverse["metrics"]["model"][f"category_diversity@{k}"] > plain["metrics"]["model"][f"category_diversity@{k}"]
+    assert diverse.metrics["model"][f"category_diversity@{k}"] > plain.metrics["model"][f"category_diversity@{k}"]

@@ -13,7 +13,7 @@ import pytest
 from prismrec import schema as S
 from prismrec.config import load_config
 from prismrec.layout import Layout
-from prismrec.preprocess import run
+from prismrec.preprocess.stage import run
 
 pytestmark = pytest.mark.spark
 BASE_TS = 1767225600  # 2026-01-01T00:00:00Z
@@ -59,7 +59,7 @@ def test_hundred_thousand_good_events_and_a_thousand_bad_lines(spark, tmp_path):
     log = tmp_path / "UserBehavior.csv"
     write_log(log, good, bad)
     meta = run(spark, config(tmp_path, log))
-    counts = meta["counts"]
+    counts = meta.record["counts"]
     assert counts["input"] == 101_000
     assert counts["quarantined"] == {reason: 125 for reason, _ in bad[::125]}
     assert counts["kept"] == 100_000 and counts["duplicates"] == 0 and sum(counts["filtered"].values()) == 0
@@ -77,7 +77,7 @@ def test_duplicates_and_named_filters_reconcile(spark, tmp_path):
     log = tmp_path / "log.csv"
     write_log(log, good + good[:40] + bot, [])
     meta = run(spark, config(tmp_path, log, "preprocess.max_events_per_user=20", "preprocess.min_user_events=2"))
-    counts = meta["counts"]
+    counts = meta.record["counts"]
     assert counts["duplicates"] == 40
     assert counts["filtered"]["max_events_per_user"] == 50
     assert counts["input"] == counts["kept"] + counts["duplicates"] + sum(counts["filtered"].values())
@@ -110,7 +110,7 @@ def snapshot(layout: Layout) -> dict[str, list]:
 
 
 def test_rerun_gives_identical_outputs(spark, tmp_path):
-    from prismrec.cli import run_stage
+    from prismrec.stages import run as run_stage
 
     cfg = load_config(Path(__file__).parents[2] / "conf" / "test.yaml",
                       [f"paths.data={tmp_path / 'data'}", f"paths.output={tmp_path / 'output'}"])
@@ -119,5 +119,5 @@ def test_rerun_gives_identical_outputs(spark, tmp_path):
     first = snapshot(Layout.of(cfg))
     second_meta = run(spark, cfg)
     assert snapshot(Layout.of(cfg)) == first
-    assert {k: v for k, v in first_meta.items() if k not in ("seconds", "events_per_second")} == \
-        {k: v for k, v in second_meta.items() if k not in ("seconds", "events_per_second")}
+    assert {k: v for k, v in first_meta.record.items() if k not in ("seconds", "events_per_second")} == \
+        {k: v for k, v in second_meta.record.items() if k not in ("seconds", "events_per_second")}

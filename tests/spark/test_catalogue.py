@@ -9,8 +9,7 @@ import pytest
 
 from prismrec import schema as S
 from prismrec.config import ConfigError, load_config
-from prismrec.features import sequences
-from prismrec.logs import catalogue
+from prismrec.preprocess import catalogue, sequences
 
 pytestmark = pytest.mark.spark
 CASES = Path(__file__).resolve().parents[2] / "tests" / "cases"  # the shared real-input cases, copied in
@@ -34,7 +33,7 @@ def test_movielens_titles_with_rfc4180_quotes_parse_whole(spark):
 
 
 def test_movielens_events_take_whole_genres(spark):
-    from prismrec.preprocess import read_source
+    from prismrec.preprocess.stage import read_source
 
     cfg = load_config(None, ["source.format=movielens", f"source.path={QUOTED_TITLES}"])
     categories = {r[S.CATEGORY_ID] for r in read_source(spark, cfg).select(S.CATEGORY_ID).distinct().collect()}

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from prismrec import schema as S
 from prismrec.evaluation import als, itemknn
 from prismrec.evaluation.interactions import training_interactions
-from prismrec.evaluation.metrics import batch_metrics
+from prismrec.ranking.metrics import batch_metrics
 from prismrec.layout import Layout
 
 pytestmark = pytest.mark.spark
@@ -23,7 +23,7 @@ def inputs(spark, time_protocol):
     interactions = training_interactions(spark.read.parquet(layout.table("train_examples"))).cache()
     users = spark.read.parquet(layout.table("eval_users")).where(
         (F.col(S.SPLIT) == "test") & (F.size(S.TARGET_ITEMS) > 0))
-    return interactions, users, users.toPandas().set_index(S.USER_ID), meta["num_items"]
+    return interactions, users, users.toPandas().set_index(S.USER_ID), meta.items + 1
 
 
 def check_rankings(ranked, users, num_items) -> np.ndarray:

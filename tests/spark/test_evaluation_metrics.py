@@ -7,7 +7,7 @@ import pytest
 
 from prismrec import schema as S
 from prismrec.evaluation import interests as quality
-from prismrec.evaluation.metrics import coverage, novelty, self_information
+from prismrec.ranking.metrics import coverage, novelty, self_information
 
 
 def ranked_frame(spark, ranked: list[list[int]]):

@@ -10,7 +10,7 @@ import pytest
 from prismrec import schema as S
 from prismrec.config import ConfigError, load_config
 from prismrec.layout import Layout
-from prismrec.preprocess import run
+from prismrec.preprocess.stage import run
 
 pytestmark = pytest.mark.spark
 BASE_TS = 1767225600  # 2026-01-01T00:00:00Z
@@ -124,7 +124,7 @@ def test_evaluation_rows_hold_the_valid_and_test_parts(shares_tenth):
     assert sorted(eval_users[eval_users[S.SPLIT] == "test"][S.USER_ID]) == sorted(TEST_TARGETS)
     assert (eval_users[S.TARGET_ITEMS].map(len) > 0).all()
     # 8 users train; valid: 5 (rep's only valid item was seen, u09 and pop have none); test: 6.
-    assert meta["users_by_split"] == {"train": 8, "valid": 5, "test": 6}
+    assert meta.record["users_by_split"] == {"train": 8, "valid": 5, "test": 6}
     for user, targets in VALID_TARGETS.items():
         valid = row(eval_users, user, "valid")
         assert set(valid[S.TARGET_ITEMS]) == as_idx(targets, idx), user
@@ -187,7 +187,7 @@ TRAIN_PARTS_NO_TEST = {
 def test_zero_test_share_gives_no_test_rows_and_trains_on_all_but_the_valid_part(no_test_share):
     meta, eval_users, windows, idx = no_test_share
     assert set(eval_users[S.SPLIT]) == {"valid"}
-    assert meta["users_by_split"] == {"train": 8, "valid": 7}  # every user but pop has a valid row
+    assert meta.record["users_by_split"] == {"train": 8, "valid": 7}  # every user but pop has a valid row
     by_user = windows_by_user(windows, TRAIN_PARTS_NO_TEST, idx)
     assert sorted(by_user) == sorted(TRAIN_PARTS_NO_TEST)
     for user, train_items in TRAIN_PARTS_NO_TEST.items():

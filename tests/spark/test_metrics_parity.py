@@ -13,7 +13,7 @@ pytestmark = pytest.mark.spark
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_spark_metrics_match_numpy(spark, seed):
     from prismrec.evaluation import spark_metrics
-    from prismrec.evaluation.metrics import batch_metrics
+    from prismrec.ranking.metrics import batch_metrics
 
     rng = np.random.default_rng(seed)
     ranked = [rng.choice(np.arange(1, 80), size=30, replace=False) for _ in range(40)]

@@ -7,13 +7,14 @@ import pytest
 
 from prismrec import schema as S
 from prismrec.layout import Layout
+from prismrec.spark import table_schema
 
 pytestmark = pytest.mark.spark
 
 
 def test_every_input_row_is_accounted_for(preprocessed):
     cfg, meta = preprocessed
-    counts = meta["counts"]
+    counts = meta.record["counts"]
     raw_lines = sum(1 for _ in open(f"{cfg.paths.data}/synthetic/UserBehavior.csv"))
     assert counts["input"] == raw_lines
     assert counts["input"] == (counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"]
@@ -24,7 +25,7 @@ def test_every_input_row_is_accounted_for(preprocessed):
 def test_vocabulary_is_dense_and_by_descending_count(preprocessed):
     cfg, meta = preprocessed
     items = pd.read_parquet(Layout.of(cfg).table("items")).sort_values(S.ITEM_IDX)
-    assert items[S.ITEM_IDX].tolist() == list(range(1, meta["num_items"]))
+    assert items[S.ITEM_IDX].tolist() == list(range(1, meta.items + 1))
     assert items[S.COUNT].is_monotonic_decreasing
 
 
@@ -49,12 +50,12 @@ def test_eval_users_hold_out_the_tail(preprocessed):
     assert set(users[S.SPLIT].astype(str)) == {"valid", "test"}
     for _, user in users.head(20).iterrows():
         assert not set(user[S.TARGET_ITEMS]) & set(user[S.SEEN_ITEMS])
-    train_users = meta["users_by_split"]["train"]
+    train_users = meta.record["users_by_split"]["train"]
     assert 0 < len(users) < train_users
 
 
 def test_petastorm_shards_cover_every_example_once(preprocessed):
-    from prismrec.features.petastorm_io import one_pass
+    from prismrec.preprocess.petastorm_io import one_pass
 
     cfg, meta = preprocessed
     seen = []
@@ -66,7 +67,7 @@ def test_petastorm_shards_cover_every_example_once(preprocessed):
                                           "hist": [tuple(h) for h in batch.hist_items], "shard": shard}))
     rows = pd.concat(seen)
     written = pd.read_parquet(Layout.of(cfg).table("train_examples"))
-    assert len(rows) == len(written) == meta["train_examples"]["rows"]
+    assert len(rows) == len(written) == meta.training_examples
     as_read = sorted(zip(rows["user"], rows["target"], rows["hist"]))
     as_written = sorted(zip(written[S.USER_IDX], written[S.TARGET_ITEM], map(tuple, written[S.HIST_ITEMS])))
     assert as_read == as_written
@@ -74,7 +75,7 @@ def test_petastorm_shards_cover_every_example_once(preprocessed):
 
 
 def test_sharded_batches_have_the_training_shapes(preprocessed):
-    from prismrec.features.petastorm_io import sharded_batches
+    from prismrec.preprocess.petastorm_io import sharded_batches
 
     cfg, _ = preprocessed
     with sharded_batches(Layout.of(cfg).table("train_examples"), 1, 2, batch_size=32, seed=1) as batches:
@@ -85,7 +86,7 @@ def test_sharded_batches_have_the_training_shapes(preprocessed):
 
 
 def test_too_few_row_groups_for_the_ranks_is_a_clear_error(preprocessed):
-    from prismrec.features.petastorm_io import check_shardable, parquet_layout
+    from prismrec.preprocess.petastorm_io import check_shardable, parquet_layout
 
     cfg, meta = preprocessed
     path = Layout.of(cfg).table("train_examples")
@@ -99,7 +100,7 @@ def test_too_few_row_groups_for_the_ranks_is_a_clear_error(preprocessed):
 def test_written_tables_follow_the_declared_schema(spark, preprocessed, table):
     cfg, _ = preprocessed
     written = spark.read.parquet(Layout.of(cfg).table(table)).schema
-    declared = S.spark_schema(table)
+    declared = table_schema(table)
     # Parquet round trips drop non-null flags; names and types are the contract.
     assert sorted((f.name, f.dataType.simpleString()) for f in written) == \
         sorted((f.name, f.dataType.simpleString()) for f in declared)

@@ -20,7 +20,7 @@ from prismrec import schema as S
 from prismrec.config import load_config
 from prismrec.errors import EXIT_INPUT, exit_code
 from prismrec.layout import Layout
-from prismrec.preprocess import InputError, run
+from prismrec.preprocess.stage import InputError, run
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,15 +53,15 @@ def refused(spark, cfg) -> InputError:
 @pytest.mark.parametrize("name", ["multiline-quoted.csv", "multiline-quoted-many.csv"])
 def test_case_quoted_line_breaks_are_one_record(spark, tmp_path, name):
     meta = run(spark, config(tmp_path, CASES / name, *MAPPED))
-    assert meta["counts"]["input"] == 480
-    assert meta["counts"]["quarantined"] == {}
-    assert meta["counts"]["kept"] == 480
+    assert meta.counts.input == 480
+    assert meta.counts.quarantined == {}
+    assert meta.counts.kept == 480
 
 
 def test_case_header_order_differs_maps_each_file_by_its_own_header(spark, tmp_path):
     cfg = config(tmp_path, CASES / "header-order-differs", *MAPPED)
     meta = run(spark, cfg)
-    assert meta["counts"]["input"] == 480 and meta["counts"]["kept"] == 480
+    assert meta.counts.input == 480 and meta.counts.kept == 480
     # Swapped by position, b.csv's item ids (1..25) would become user ids and vice versa.
     expected = set()
     for part in sorted((CASES / "header-order-differs").glob("*/*.csv")):
@@ -117,7 +117,7 @@ def test_tsv_with_quoted_tabs_doubled_quotes_line_breaks_and_a_bom(spark, tmp_pa
         handle.write(f'timestamp\tnote\titem_id\tuser_id\n{BASE_TS + 2}\t"x\ny"\ti3\tu2\n{BASE_TS + 3}\tplain\ti1\tu2\n')
     cfg = config(tmp_path, folder, "source.format=csv", 'source.csv_delimiter="\\t"')
     meta = run(spark, cfg)
-    assert meta["counts"]["input"] == 4 and meta["counts"]["kept"] == 4
+    assert meta.counts.input == 4 and meta.counts.kept == 4
     assert events(cfg) == [("u1", "i1", "unknown", "view"), ("u1", "i2", "unknown", "view"),
                            ("u2", "i1", "unknown", "view"), ("u2", "i3", "unknown", "view")]
 
@@ -128,7 +128,7 @@ def test_a_malformed_csv_record_is_quarantined_with_its_text_and_file(spark, tmp
     log.write_text("user_id,item_id,timestamp\n" + "\n".join(good[:30] + ["u9,i9,1,extra"] + good[30:]) + "\n")
     cfg = config(tmp_path, log, "source.format=csv")
     meta = run(spark, cfg)
-    assert meta["counts"]["input"] == 61 and meta["counts"]["kept"] == 60
+    assert meta.counts.input == 61 and meta.counts.kept == 60
     quarantine = pq.read_table(Layout.of(cfg).table("quarantine")).to_pandas()
     assert list(zip(quarantine[S.REASON], quarantine[S.RAW])) == [("wrong_field_count", "u9,i9,1,extra")]
     assert quarantine[S.SOURCE_FILE][0].endswith("/log.csv")

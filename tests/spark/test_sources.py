@@ -11,14 +11,14 @@ import pytest
 
 from prismrec import schema as S
 from prismrec.config import load_config
-from prismrec.logs import sources, validate
+from prismrec.preprocess import validate
 
 pytestmark = pytest.mark.spark
 RULES = validate.Rules(max_id_length=16, min_timestamp=datetime(1990, 1, 1), cutoff=datetime(2030, 1, 1))
 
 
 def canonical(spark, cfg_overrides):
-    from prismrec.preprocess import read_source
+    from prismrec.preprocess.stage import read_source
 
     cfg = load_config(None, cfg_overrides)
     _, events, quarantine = validate.split_quarantine(read_source(spark, cfg), RULES, "t")

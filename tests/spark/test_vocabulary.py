@@ -9,7 +9,7 @@ import pytest
 
 from conftest import tiny_config
 from prismrec import schema as S
-from prismrec.features import sequences
+from prismrec.preprocess import sequences
 from prismrec.layout import Layout
 
 pytestmark = pytest.mark.spark
@@ -40,7 +40,7 @@ def test_an_items_category_is_its_most_frequent_one_and_ties_go_to_the_smallest_
 
 
 def test_the_category_majority_case_through_preprocess(spark, tmp_path):
-    from prismrec import preprocess
+    from prismrec.preprocess import stage as preprocess
 
     cfg = tiny_config(tmp_path, "source.format=taobao", f"source.path={CASES / 'category-majority.csv'}")
     preprocess.run(spark, cfg)

@@ -155,13 +155,16 @@ COMMANDS = (["train"], ["score"], ["evaluate"], ["preprocess"], ["generate"], ["
 @pytest.fixture
 def no_stage_runs(monkeypatch):
     """Every command fails loudly (exit 1, not 2) should it get past the config to its work."""
-    import prismrec.cli
+    import prismrec.demo
     import prismrec.nightly
+    import prismrec.scoring.explain
+    import prismrec.stages
 
     def reached(*args, **kwargs):
         raise AssertionError("the command got past its config to its work")
 
-    for target, name in ((prismrec.cli, "run_stage"), (prismrec.cli, "demo"), (prismrec.nightly, "run_night")):
+    for target, name in ((prismrec.stages, "run"), (prismrec.demo, "run"), (prismrec.nightly, "run_night"),
+                         (prismrec.scoring.explain, "explain")):
         monkeypatch.setattr(target, name, reached)
 
 

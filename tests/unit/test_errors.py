@@ -9,15 +9,15 @@ import pytest
 from prismrec import cli
 from prismrec.config import ConfigError, InvalidValue, ScoreSection
 from prismrec.errors import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILURE, EXIT_INPUT, EXIT_REFUSED, PrismrecError, exit_code
-from prismrec.nightly import NightBusy, StageFailed
+from prismrec.nightly import NightBusy, StepFailed
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("module, name, code, builtin", [
     ("prismrec.config", "ConfigError", EXIT_CONFIG, ValueError),
-    ("prismrec.logs.sources", "InputError", EXIT_INPUT, ValueError),
-    ("prismrec.preprocess", "InputError", EXIT_INPUT, ValueError),  # re-exported where the stage raises it
+    ("prismrec.preprocess.sources", "InputError", EXIT_INPUT, ValueError),
+    ("prismrec.preprocess.stage", "InputError", EXIT_INPUT, ValueError),  # re-exported where the stage raises it
     ("prismrec.scoring.explain", "UnknownUserError", EXIT_INPUT, LookupError),
     ("prismrec.scoring.publish", "PublishError", EXIT_REFUSED, RuntimeError),
     ("prismrec.training.artifact", "ArtifactError", EXIT_REFUSED, ValueError),
@@ -43,21 +43,23 @@ def test_outside_the_family_a_missing_file_is_bad_input_and_anything_else_unexpe
     (RuntimeError("boom"), EXIT_FAILURE),
 ])
 def test_a_failed_nightly_stage_exits_with_its_cause_code(cause, code):
-    failed = StageFailed("train", "2026-01-01", cause)
+    failed = StepFailed("train", "2026-01-01", cause)
     assert failed.exit_code == exit_code(failed) == code
-    assert exit_code(StageFailed("score", "2026-01-01", failed)) == code  # however deep it is wrapped
+    assert exit_code(StepFailed("score", "2026-01-01", failed)) == code  # however deep it is wrapped
 
 
 @pytest.mark.parametrize("raised, code", [
     (NightBusy("locked"), EXIT_BUSY),
-    (StageFailed("score", "2026-01-01", FileNotFoundError("no preprocessed data")), EXIT_INPUT),
+    (StepFailed("score", "2026-01-01", FileNotFoundError("no preprocessed data")), EXIT_INPUT),
     (ZeroDivisionError("bug"), EXIT_FAILURE),
 ])
 def test_the_cli_exits_with_the_code_the_error_carries(monkeypatch, capsys, raised, code):
-    def stage(name, cfg, spark=None):
+    import prismrec.stages
+
+    def stage(name, cfg, spark=None, **options):
         raise raised
 
-    monkeypatch.setattr(cli, "run_stage", stage)
+    monkeypatch.setattr(prismrec.stages, "run", stage)
     assert cli.main(["score"]) == code
     assert capsys.readouterr().err.splitlines()[-1].startswith("prismrec score: error: ")
 

@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from prismrec.evaluation.baselines import popularity_top_n
-from prismrec.evaluation.metrics import batch_metrics
+from prismrec.ranking.popularity import popularity_top_n
+from prismrec.ranking.metrics import batch_metrics
 
 pytestmark = pytest.mark.unit
 

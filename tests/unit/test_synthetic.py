@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from prismrec.config import ConfigError
-from prismrec.logs.synthetic import (EVENT_COLUMNS, SyntheticSpec, _session_interests, _spread_starts, generate,
+from prismrec.synthetic import (EVENT_COLUMNS, SyntheticSpec, _session_interests, _spread_starts, generate,
                                       write)
 
 SMALL = SyntheticSpec(num_users=150, num_items=400, num_categories=20, num_topics=5, max_interests=3,
@@ -155,7 +155,7 @@ def test_invalid_spec_names_field_and_value(field, value):
 
 @pytest.mark.unit
 def test_import_leaves_spark_tensorflow_and_horovod_out():
-    code = ("import sys, prismrec.logs.synthetic; "
+    code = ("import sys, prismrec.synthetic; "
             "print([m for m in ('pyspark', 'tensorflow', 'horovod') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from prismrec.config import ConfigError, ScoreSection
-from prismrec.scoring.recommend import Ranking
-from prismrec.scoring.topk import diversify, exclusion_mask, interleave_interests, merge_interests, top_n
+from prismrec.ranking.recommend import Ranking
+from prismrec.ranking.topk import diversify, exclusion_mask, interleave_interests, merge_interests, top_n
 
 pytestmark = pytest.mark.unit
 

@@ -20,9 +20,9 @@ from prismrec.evaluation import plots
 from prismrec.evaluation.interests import PURITY_TOP_N
 from prismrec.evaluation.truth import TOPIC, TRUE_TOPICS, Truth
 from prismrec.layout import Layout
+from prismrec.ranking.recommend import encode
+from prismrec.ranking.users import histories, retrieve
 from prismrec.scoring.explain import UnknownUserError, explain
-from prismrec.scoring.recommend import encode
-from prismrec.scoring.topk import exclusion_mask, top_n_per_interest
 from prismrec.training import artifact
 
 logger = logging.getLogger(__name__)
@@ -42,9 +42,7 @@ def example_users(users: DataFrame, has_truth: bool) -> pd.DataFrame:
 def retrieved_items(model, hist_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(interest weights [B, K], each interest's top PURITY_TOP_N items [B, K, N]) for a few users."""
     interests = encode(model, hist_items)
-    mask = exclusion_mask([np.zeros(0, dtype=np.int64)] * len(hist_items), model.item_embeddings.shape[0])
-    _, items = top_n_per_interest(interests.vectors, np.asarray(model.item_embeddings), mask, PURITY_TOP_N)
-    return interests.weights, items
+    return interests.weights, retrieve(model, interests.vectors, PURITY_TOP_N)
 
 
 def category_topics(items: pd.DataFrame, truth: Truth | None) -> pd.Series:
@@ -56,7 +54,7 @@ def category_topics(items: pd.DataFrame, truth: Truth | None) -> pd.Series:
 
 
 def heatmap(model, picked: pd.DataFrame, items: pd.DataFrame, truth: Truth | None, path: Path) -> Path:
-    hist = np.stack(picked[S.HIST_ITEMS].to_numpy()).astype(np.int32)
+    hist = histories(picked)
     weights, retrieved = retrieved_items(model, hist)
     category = np.concatenate([[""], items[S.CATEGORY_ID].to_numpy()])
     users, interests, top = retrieved.shape

@@ -1,4 +1,4 @@
-"""The ranking metrics of ``evaluation.metrics``, in Spark SQL, for any number of users.
+"""The ranking metrics of ``ranking.metrics``, in Spark SQL, for any number of users.
 
 Input: a DataFrame with ``ranked: array<int>`` (best first) and ``target_items:
 array<int>`` (non-empty) per user. Same definitions as the numpy reference; a test
@@ -64,7 +64,7 @@ SELF_INFORMATION = "self_information"
 
 def catalogue(ranked: DataFrame, item_information: DataFrame, ks: list[int], num_items: int,
               by: str | None = None) -> dict:
-    """Coverage@k and novelty@k (definitions in ``evaluation.metrics``), in one Spark action.
+    """Coverage@k and novelty@k (definitions in ``ranking.metrics``), in one Spark action.
 
     ``item_information``: ``item_idx, self_information`` (small; broadcast). ``num_items``:
     the catalogue size. Returns ``{name: value}``, or ``{group: {name: value}}`` with ``by``.

@@ -23,11 +23,12 @@ from prismrec import schema as S
 from prismrec.config import Config
 from prismrec.evaluation import als, itemknn, report as report_io, spark_metrics, systems, truth as truth_io
 from prismrec.evaluation.interactions import training_interactions
-from prismrec.evaluation.metrics import self_information
 from prismrec.evaluation.showcase import showcase
 from prismrec.layout import Layout, record_stage
+from prismrec.ranking.metrics import self_information
+from prismrec.ranking.recommend import Ranking, category_codes
+from prismrec.reports import EvaluateReport
 from prismrec.scoring import udf
-from prismrec.scoring.recommend import Ranking
 from prismrec.scoring.stage import model_dir, task_threads
 from prismrec.spark import job_group
 
@@ -46,21 +47,14 @@ def item_table(layout: Layout) -> pd.DataFrame:
     return pd.read_parquet(layout.table("items"), columns=columns).sort_values(S.ITEM_IDX).reset_index(drop=True)
 
 
-def category_codes(items: pd.DataFrame) -> np.ndarray:
-    """int [M]: a category code ≥ 1 per item_idx (0 for padding)."""
-    codes = np.zeros(int(items[S.ITEM_IDX].max()) + 1, dtype=np.int64)
-    codes[items[S.ITEM_IDX].to_numpy()] = items[S.CATEGORY_ID].astype("category").cat.codes.to_numpy() + 1
-    return codes
-
-
 def system_rankings(spark: SparkSession, cfg: Config, layout: Layout, users: DataFrame, valid_users: DataFrame,
                     dirs: dict[str, str], num_items: int, item_topic: np.ndarray | None,
                     skip: dict[str, str]) -> tuple[dict[str, DataFrame], dict]:
     """({system: ``user_id, ranked, …``}, ALS grid report) for every system of ``evaluate.compare``."""
-    ev, top_n, threads = cfg.evaluate, max(cfg.evaluate.ks), task_threads(spark)
+    settings, top_n, threads = cfg.evaluate, max(cfg.evaluate.ks), task_threads(spark)
     frames, als_report = {}, {}
     interactions = training_interactions(spark.read.parquet(layout.table("train_examples")))
-    for name in ev.compare:
+    for name in settings.compare:
         if name in skip:
             continue
         if name in dirs:
@@ -71,10 +65,10 @@ def system_rankings(spark: SparkSession, cfg: Config, layout: Layout, users: Dat
         elif name == "als":
             with job_group(spark, "evaluate", "ALS grid on the validation users"):
                 frames[name], als_report = als.tuned_rankings(
-                    interactions, valid_users, users, num_items, ev.als_ranks, ev.als_reg_params, top_n, top_n,
-                    cfg.score.batch_users, cfg.run.seed)
+                    interactions, valid_users, users, num_items, settings.als_ranks, settings.als_reg_params,
+                    top_n, top_n, cfg.score.batch_users, cfg.run.seed)
         elif name == "itemknn":
-            similarity = itemknn.similarities(interactions, ev.itemknn_neighbours)
+            similarity = itemknn.similarities(interactions, settings.itemknn_neighbours)
             frames[name] = itemknn.rankings(similarity, users, top_n)
     return frames, als_report
 
@@ -126,7 +120,11 @@ def other_protocols(cfg: Config) -> dict[str, dict]:
     return results
 
 
-def run(spark: SparkSession, cfg: Config) -> dict:
+def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
+    """Reads the preprocessed eval_users, items and train_examples, every model of ``evaluate.compare``
+    and the planted truth when there is one; writes ``<paths.output>/reports/<run_id>/evaluation.{json,md}``
+    with its figures, and the stage's entry in ``reports/<run_id>.json``. Raises FileNotFoundError
+    for a compared model that does not exist."""
     started = time.time()
     layout = Layout.of(cfg)
     meta = layout.read_meta()
@@ -175,8 +173,6 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     cfg.save(directory / "config.yaml")
     result["report"] = {name: str(path) for name, path in paths.items()}
     record_stage(layout, meta["run_id"], "evaluate", {k: v for k, v in result.items() if k != "examples"})
-    best = max(metrics, key=lambda name: metrics[name][f"recall@{ks[-1]}"])
-    logger.info("evaluate: %d %s users (%s protocol), %d systems in %.1fs; best recall@%d: %s %.4f; report %s",
-                users_count, cfg.evaluate.split, protocol, len(metrics), result["seconds"], ks[-1], best,
-                metrics[best][f"recall@{ks[-1]}"], paths["markdown"])
-    return result
+    report = EvaluateReport.of(result)
+    logger.info("evaluate: %s", report.summary())
+    return report

@@ -18,13 +18,13 @@ from pyspark.sql import types as T
 from prismrec import schema as S
 from prismrec.evaluation import interests as quality
 from prismrec.evaluation.interests import PURITY_TOP_N
-from prismrec.evaluation.baselines import popularity_top_n
 from prismrec.evaluation.spark_metrics import RANKED
 from prismrec.evaluation.truth import TRUE_TOPICS
 from prismrec.layout import Layout
+from prismrec.ranking.popularity import popularity_top_n
+from prismrec.ranking.recommend import Ranking, category_diversity, item_category_codes
+from prismrec.ranking.users import histories, rank_users, retrieve, seen, user_batches
 from prismrec.scoring import udf
-from prismrec.scoring.recommend import Ranking, category_diversity, item_category_codes, item_tensor, recommend
-from prismrec.scoring.topk import exclusion_mask, top_n_per_interest
 
 BASELINES = ("popularity", "als", "itemknn")
 SCORED_MODEL = "model"
@@ -57,33 +57,25 @@ def ranked_schema(extra: tuple[str, ...] = ()) -> T.StructType:
                         + [T.StructField(name, T.DoubleType()) for name in extra])
 
 
-def _batches(frames: Iterator[pd.DataFrame], batch_users: int) -> Iterator[pd.DataFrame]:
-    for frame in frames:
-        for start in range(0, len(frame), batch_users):
-            yield frame.iloc[start:start + batch_users]
-
-
 def model_fn(directory: str, top_n: int, batch_users: int, threads: int, ranking: Ranking,
              item_topic: np.ndarray | None) -> Callable:
-    """mapInPandas function: users (``user_id, hist_items, seen_items`` and ``true_topics`` when
-    ``item_topic`` is given) → ``user_id, ranked`` and the interest-quality columns."""
+    """mapInPandas function: users (``user_id, hist_items, seen_items`` and ``true_topics``
+    when ``item_topic`` is given) → ``user_id, ranked`` and the interest-quality columns."""
     def rank(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = udf.load_once(directory, threads)
         item_category = item_category_codes(model)
-        for batch in _batches(frames, batch_users):
-            hist = np.stack(batch[S.HIST_ITEMS].to_numpy()).astype(np.int32)
-            seen = [np.asarray(s, dtype=np.int64) for s in batch[S.SEEN_ITEMS]]
-            interests, items, scores, _ = recommend(model, hist, seen, top_n, ranking)
-            padding_only = exclusion_mask([np.zeros(0, dtype=np.int64)] * len(batch), len(item_category))
-            _, retrieved = top_n_per_interest(interests.vectors, item_tensor(model), padding_only, PURITY_TOP_N)
+        for batch in user_batches(frames, batch_users):
+            ranked = rank_users(model, histories(batch), seen(batch), top_n, ranking)
+            interests = ranked.interests
+            retrieved = retrieve(model, interests.vectors, PURITY_TOP_N)
             columns = {"distinctness": quality.mean_pairwise_cosine(interests.vectors),
                        "weight_entropy": quality.weight_entropy(interests.weights),
                        "category_purity": quality.category_purity(retrieved, item_category).mean(axis=1)}
             if item_topic is not None:
-                columns.update(recovery_columns(retrieved, hist, batch[TRUE_TOPICS], item_topic))
-                columns["assignment_nmi"] = quality.assignment_nmi(interests.assignment, hist, item_topic)
+                columns.update(recovery_columns(retrieved, ranked.hist, batch[TRUE_TOPICS], item_topic))
+                columns["assignment_nmi"] = quality.assignment_nmi(interests.assignment, ranked.hist, item_topic)
             yield pd.DataFrame({S.USER_ID: batch[S.USER_ID].to_numpy(),
-                                RANKED: list(np.where(np.isfinite(scores), items, -1).astype(np.int32)),
+                                RANKED: list(np.where(np.isfinite(ranked.scores), ranked.items, -1).astype(np.int32)),
                                 **{name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}})
 
     return rank
@@ -119,8 +111,7 @@ def popularity_rankings(users: DataFrame, num_items: int, top_n: int) -> DataFra
     """``user_id, ranked``: the most popular unseen items (``num_items`` counts the padding index)."""
     def rank(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
-            seen = [np.asarray(s, dtype=np.int64) for s in frame[S.SEEN_ITEMS]]
-            ranked = popularity_top_n(seen, num_items, top_n).astype(np.int32)
+            ranked = popularity_top_n(seen(frame), num_items, top_n).astype(np.int32)
             yield pd.DataFrame({S.USER_ID: frame[S.USER_ID].to_numpy(), RANKED: [row[row > 0] for row in ranked]})
 
     return users.select(S.USER_ID, S.SEEN_ITEMS).mapInPandas(rank, schema=ranked_schema())

@@ -15,7 +15,7 @@ from prismrec import schema as S
 from prismrec.config import Config
 from prismrec.errors import EXIT_INPUT, PrismrecError
 from prismrec.layout import Layout
-from prismrec.scoring.recommend import encode
+from prismrec.ranking.recommend import encode
 from prismrec.scoring.stage import model_dir
 from prismrec.training import artifact
 
@@ -59,10 +59,10 @@ def explain(cfg: Config, user_id: str, dt: str = "") -> str:
     """
     layout = Layout.of(cfg)
     dt = dt or layout.read_meta()["dt"]
-    recs = _rows(layout.output_table("recommendations", dt), user_id).sort_values(S.RANK)
+    recommendations = _rows(layout.output_table("recommendations", dt), user_id).sort_values(S.RANK)
     interests = _rows(layout.output_table("user_interests", dt), user_id).sort_values(S.INTEREST)
     history = _rows(Path(layout.table("histories")), user_id)
-    if recs.empty:
+    if recommendations.empty:
         raise UnknownUserError(f"user {user_id!r} has no recommendations for dt={dt}; check the id (user_id column)")
     model = artifact.load(model_dir(cfg, layout))
     items = model.items.set_index(S.ITEM_IDX)
@@ -87,7 +87,7 @@ def explain(cfg: Config, user_id: str, dt: str = "") -> str:
         lines.append(f"  interest {k}: {named}weight {row[S.WEIGHT]:.2f}, categories "
                      f"{', '.join(row[S.TOP_CATEGORIES]) or '-'}; recent history items: {shown}")
     lines.append("  recommendations:")
-    for _, rec in recs.iterrows():
+    for _, rec in recommendations.iterrows():
         if rec[S.FALLBACK]:
             reason = "popular overall (no usable history)"
         else:

@@ -6,12 +6,12 @@ import time
 
 from pyspark.sql import SparkSession
 
-from prismrec import schema as S
 from prismrec.config import Config
 from prismrec.layout import Layout, record_stage
+from prismrec.ranking.recommend import Ranking
+from prismrec.reports import ScoreReport
 from prismrec.scoring import publish, udf
-from prismrec.scoring.recommend import Ranking
-from prismrec.spark import job_group
+from prismrec.spark import job_group, table_schema
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,11 @@ def task_threads(spark: SparkSession) -> int:
     return int(spark.conf.get("spark.task.cpus", "1"))
 
 
-def run(spark: SparkSession, cfg: Config) -> dict:
+def run(spark: SparkSession, cfg: Config) -> ScoreReport:
+    """Reads the preprocessed histories and items and the model (``score.model_id`` or models/LATEST);
+    writes ``recommendations`` and ``user_interests`` to a staging folder, checks them, then publishes
+    them as the ``dt`` partitions of ``<paths.output>/recommendations`` and ``user_interests``.
+    Raises PublishError (exit 4) when the staged output fails its checks."""
     started = time.time()
     layout = Layout.of(cfg)
     meta = layout.read_meta()
@@ -41,16 +45,16 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     udf.load_once(directory, 1)  # verify the artifact on the driver before any distributed work
     histories = spark.read.parquet(layout.table("histories"))
     threads, ranking = task_threads(spark), Ranking.of(cfg.score)
-    recs = histories.mapInPandas(
+    recommendations = histories.mapInPandas(
         udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads, ranking),
-        schema=S.spark_schema("recommendations"))
+        schema=table_schema("recommendations"))
     interests = histories.mapInPandas(udf.interests_fn(directory, cfg.score.batch_users, threads),
-                                      schema=S.spark_schema("user_interests"))
+                                      schema=table_schema("user_interests"))
     staging = layout.root / "_staging" / run_id
     staged = {"recommendations": str(staging / "recommendations"),
               "user_interests": str(staging / "user_interests")}
     with job_group(spark, "score", f"score {meta['users_by_split']} users"):
-        recs.write.mode("overwrite").parquet(staged["recommendations"])
+        recommendations.write.mode("overwrite").parquet(staged["recommendations"])
         interests.write.mode("overwrite").parquet(staged["user_interests"])
     with job_group(spark, "score", "validate staged recommendations"):
         problems = publish.recommendation_problems(
@@ -69,6 +73,6 @@ def run(spark: SparkSession, cfg: Config) -> dict:
               "user_interests": str(layout.output_table("user_interests", dt)),
               "seconds": round(time.time() - started, 2)}
     record_stage(layout, run_id, "score", report)
-    logger.info("score: %d users scored in %.1fs → %s", report["users"], report["seconds"],
-                report["recommendations"])
-    return report
+    scored = ScoreReport.of(report)
+    logger.info("score: %s", scored.summary())
+    return scored

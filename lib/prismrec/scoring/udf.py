@@ -33,51 +33,30 @@ def load_once(model_dir: str, threads: int):
     return _LOADED[model_dir]
 
 
-def _batches(frames: Iterator[pd.DataFrame], batch_users: int) -> Iterator[pd.DataFrame]:
-    for frame in frames:
-        for start in range(0, len(frame), batch_users):
-            yield frame.iloc[start:start + batch_users]
-
-
-def _arrays(batch: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
-    hist = np.stack(batch[S.HIST_ITEMS].to_numpy()).astype(np.int32)
-    seen = [np.asarray(s, dtype=np.int64) for s in batch[S.SEEN_ITEMS]]
-    return hist, seen
-
-
 def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: int,
                        ranking=None) -> Callable:
     """mapInPandas function: histories → ``recommendations`` rows (without dt)."""
-    from prismrec.evaluation.baselines import popularity_top_n
-    from prismrec.scoring.recommend import Ranking, recommend
+    from prismrec.ranking.recommend import Ranking
+    from prismrec.ranking.users import histories, rank_users, seen, user_batches
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = load_once(model_dir, threads)
         item_ids = model.items[S.ITEM_ID].to_numpy()
         item_category = model.items[S.CATEGORY_ID].to_numpy()
-        popularity = model.items[S.COUNT].to_numpy().astype(np.float32)
-        for batch in _batches(frames, batch_users):
-            hist, seen = _arrays(batch)
-            _, items, scores, interest = recommend(model, hist, seen, top_n, ranking or Ranking())
-            # No usable history: the most popular unseen items, flagged, from no interest (-1).
-            fallback = batch[S.HIST_LEN].to_numpy() == 0
-            if fallback.any():
-                ranked = popularity_top_n([s for s, f in zip(seen, fallback) if f], len(item_ids) + 1, top_n)
-                items[fallback] = np.where(ranked > 0, ranked, 0)
-                scores[fallback] = np.where(ranked > 0, popularity[np.maximum(ranked, 1) - 1], -np.inf)
-                interest[fallback] = -1
-            valid = np.isfinite(scores)
+        for batch in user_batches(frames, batch_users):
+            ranked = rank_users(model, histories(batch), seen(batch), top_n, ranking or Ranking())
+            valid = np.isfinite(ranked.scores)
             rows, cols = np.nonzero(valid)
-            picked = items[valid]
+            picked = ranked.items[valid]
             # item_idx i lives in row i-1 of the vocabulary (index 0 is padding).
             yield pd.DataFrame({
                 S.USER_ID: batch[S.USER_ID].to_numpy()[rows],
                 S.RANK: (cols + 1).astype(np.int32),
                 S.ITEM_ID: item_ids[picked - 1],
-                S.SCORE: scores[valid].astype(np.float32),
-                S.INTEREST: interest[valid].astype(np.int32),
+                S.SCORE: ranked.scores[valid].astype(np.float32),
+                S.INTEREST: ranked.interest[valid].astype(np.int32),
                 S.CATEGORY_ID: item_category[picked - 1],
-                S.FALLBACK: fallback[rows],
+                S.FALLBACK: ranked.fallback[rows],
             })
 
     return score
@@ -85,16 +64,17 @@ def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: in
 
 def interests_fn(model_dir: str, batch_users: int, threads: int) -> Callable:
     """mapInPandas function: histories → ``user_interests`` rows (without dt)."""
-    from prismrec.scoring.recommend import encode, interest_top_categories
+    from prismrec.ranking.recommend import encode, interest_top_categories
+    from prismrec.ranking.users import histories, user_batches
 
     def describe(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = load_once(model_dir, threads)
         padded_category = np.concatenate([[S.UNKNOWN_CATEGORY], model.items[S.CATEGORY_ID].to_numpy()])
-        for batch in _batches(frames, batch_users):
+        for batch in user_batches(frames, batch_users):
             batch = batch[batch[S.HIST_LEN] > 0]  # no history, no interests (they get the fallback)
             if batch.empty:
                 continue
-            hist, _ = _arrays(batch)
+            hist = histories(batch)
             interests = encode(model, hist)
             labels = interest_top_categories(interests, hist, padded_category)
             batch_size, num_interests, _ = interests.vectors.shape

@@ -21,8 +21,9 @@ import numpy as np
 from prismrec import schema as S
 from prismrec.config import Config
 from prismrec.errors import EXIT_REFUSED, PrismrecError
-from prismrec.features.petastorm_io import check_shardable, parquet_layout
 from prismrec.layout import Layout, record_stage
+from prismrec.preprocess.petastorm_io import check_shardable, parquet_layout
+from prismrec.reports import TrainReport
 from prismrec.training.loop import train_rank
 
 logger = logging.getLogger(__name__)
@@ -188,8 +189,11 @@ def check_results(results: list[dict], ranks: int) -> None:
         raise TrainingError(f"{sum(r['wrote_artifact'] for r in results)} ranks wrote the artifact, expected 1")
 
 
-def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -> dict:
-    """Train with ``cfg.train.launcher``; returns the stage report with the model directory."""
+def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -> TrainReport:
+    """Train with ``cfg.train.launcher`` on ``cfg.train.ranks`` ranks. Reads the preprocessed
+    train_examples and eval_users; writes the artifact to ``<paths.output>/models/<model_id>``
+    (default: run name and encoder), checkpoints under ``checkpoints/<model_id>``, and
+    ``models/LATEST``. Raises TrainingError (exit 4) when a rank fails or the ranks disagree."""
     started = time.time()
     spec = build_spec(cfg, model_id, resume)
     ranks = num_ranks(cfg)
@@ -208,6 +212,6 @@ def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -
               "rank_results": results, "seconds": round(time.time() - started, 2)}
     record_stage(Layout.of(cfg), spec["run_id"], "train", report)
     Layout.of(cfg).latest_model.write_text(Path(spec["model_dir"]).name + "\n")
-    logger.info("train: done in %.1fs, final loss %.4f, best valid ndcg@50 %.4f, artifact %s",
-                report["seconds"], report["final_loss"], report["best_valid_ndcg@50"], report["model_dir"])
-    return report
+    trained = TrainReport.of(report)
+    logger.info("train: done: %s", trained.summary())
+    return trained

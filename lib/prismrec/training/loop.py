@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prismrec.scoring.recommend import Ranking, rank_items
+from prismrec.ranking.recommend import Ranking, rank_items
 
 logger = logging.getLogger(__name__)
 VALID_K = 50
@@ -52,7 +52,7 @@ def load_validation(path: str | None, limit: int, rank: int, size: int) -> dict 
 
 def validation_sums(model, users: dict | None, ranking=None, batch: int = 256) -> tuple[float, float, float]:
     """(Σ NDCG@50, Σ Recall@50, users) over this rank's validation users, with full ranking."""
-    from prismrec.evaluation.metrics import batch_metrics
+    from prismrec.ranking.metrics import batch_metrics
 
     if users is None or users["hist_items"] is None:
         return 0.0, 0.0, 0.0
@@ -91,7 +91,7 @@ def train_rank(spec: dict) -> dict:
     import tensorflow as tf
 
     from prismrec.config import from_dict
-    from prismrec.features.petastorm_io import sharded_batches
+    from prismrec.preprocess.petastorm_io import sharded_batches
     from prismrec.models import build_model
     from prismrec.training import artifact
 

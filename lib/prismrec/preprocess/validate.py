@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from prismrec import schema as S
-from prismrec.logs.sources import PRE_REASON
+from prismrec.preprocess.sources import PRE_REASON
 
 REASONS = (
     "wrong_field_count",         # the record does not split into the expected fields
@@ -72,7 +72,7 @@ def split_quarantine(parsed: DataFrame, rules: Rules, run_id: str) -> tuple[Data
 
 
 def valid_events(checked: DataFrame) -> DataFrame:
-    """The canonical events (``schema.spark_schema("events")`` columns) among ``checked`` records."""
+    """The canonical events (``spark.table_schema("events")`` columns) among ``checked`` records."""
     return (checked.where(F.col(S.REASON).isNull())
             .select(S.USER_ID, S.ITEM_ID, S.CATEGORY_ID, S.EVENT_TYPE, S.WEIGHT, S.TS, F.to_date(S.TS).alias(S.DT)))
 

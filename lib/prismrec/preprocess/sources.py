@@ -28,7 +28,7 @@ from pyspark.sql import types as T
 
 from prismrec import schema as S
 from prismrec.errors import EXIT_INPUT, PrismrecError
-from prismrec.logs import catalogue
+from prismrec.preprocess import catalogue
 
 logger = logging.getLogger(__name__)
 PRE_REASON = "pre_reason"

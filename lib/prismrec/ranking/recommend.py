@@ -1,6 +1,7 @@
-"""A batch of users' histories → interests, explained top-N items (no Spark).
+"""Interests and their merged top-N lists (no Spark): encode a batch of histories into
+interest vectors [B, K, d], assign history items to interests, and rank items by them.
 
-Shared by the full-population scoring UDF and by evaluation.
+The loop over users that uses these is :mod:`prismrec.ranking.users`.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prismrec.scoring.topk import top_n
+from prismrec import schema as S
+from prismrec.ranking.topk import top_n
 
 
 @dataclass(frozen=True)
@@ -67,15 +69,6 @@ def rank_items(vectors: np.ndarray, weights: np.ndarray, item_table, seen_items:
                  prior_bias(weights, ranking.interest_prior))
 
 
-def recommend(model, hist_items: np.ndarray, seen_items: list[np.ndarray], top_n_items: int,
-              ranking: Ranking = Ranking()):
-    """(Interests, items [B, N], scores [B, N], interest [B, N]) for a batch; -inf marks empty slots."""
-    interests = encode(model, hist_items)
-    items, scores, interest = rank_items(interests.vectors, interests.weights, item_tensor(model), seen_items,
-                                         top_n_items, ranking, item_category_codes(model))
-    return interests, items, scores, interest
-
-
 def prior_bias(weights: np.ndarray, strength: float) -> np.ndarray | None:
     """[B, K] α·log(weight): favours the interests that explain more of the history (None when α = 0)."""
     if not strength:
@@ -94,12 +87,21 @@ def item_tensor(model):
     return tensor
 
 
+def category_codes(items, num_items: int | None = None) -> np.ndarray:
+    """int [num_items]: a category code ≥ 1 per item_idx of the items table (``item_idx``,
+    ``category_id``), 0 for the padding index; ``num_items`` defaults to the largest item_idx + 1."""
+    size = int(items[S.ITEM_IDX].max()) + 1 if num_items is None else num_items
+    codes = np.zeros(size, dtype=np.int64)
+    codes[items[S.ITEM_IDX].to_numpy()] = items[S.CATEGORY_ID].astype("category").cat.codes.to_numpy() + 1
+    return codes
+
+
 def item_category_codes(model) -> np.ndarray:
-    """int [num_items]: a category code per item_idx (0 for padding), cached on the loaded model."""
+    """:func:`category_codes` of a loaded model's items, one per row of its item embeddings,
+    computed once per loaded model."""
     codes = getattr(model, "_category_codes", None)
     if codes is None:
-        codes = np.zeros(np.asarray(model.item_embeddings).shape[0], dtype=np.int64)
-        codes[model.items["item_idx"].to_numpy()] = model.items["category_id"].astype("category").cat.codes + 1
+        codes = category_codes(model.items, np.asarray(model.item_embeddings).shape[0])
         object.__setattr__(model, "_category_codes", codes)
     return codes
 

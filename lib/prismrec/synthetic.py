@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prismrec import schema as S
-from prismrec.config import SyntheticSpec
+from prismrec.config import Config, SyntheticSpec
+from prismrec.reports import GenerateReport
 
 logger = logging.getLogger(__name__)
 
@@ -263,3 +264,11 @@ def write(logs: SyntheticLogs, out_dir: str | os.PathLike) -> dict[str, str]:
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), paths[name])
     logger.info("wrote %s events to %s", len(logs.events), out)
     return {name: str(path) for name, path in paths.items()}
+
+
+def run(cfg: Config) -> GenerateReport:
+    """The ``generate`` stage: reads ``cfg.synthetic``; writes :func:`write`'s files under
+    ``<paths.data>/synthetic``."""
+    report = GenerateReport(write(generate(cfg.synthetic), Path(cfg.paths.data) / "synthetic"))
+    logger.info("generate: %s", report.summary())
+    return report

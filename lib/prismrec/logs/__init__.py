@@ -1,1 +1,0 @@
-"""Behaviour logs: raw sources and synthetic logs with planted interests."""
