@@ -110,6 +110,12 @@ def _one_of(key: str, value: Any, choices: tuple[str, ...]) -> None:
     _require(value in choices, key, value, ", ".join(choice or '""' for choice in choices))
 
 
+def _one_character(key: str, value: Any) -> None:
+    # Each file's header line is split on the driver by Python's csv module, which takes one character.
+    _require(isinstance(value, str) and len(value) == 1, key, value,
+             "one character, e.g. ',' or ';', or \"\\t\" (quoted) for a tab")
+
+
 def _at_least(key: str, value: Any, low: int) -> None:
     _require(_is_int(value) and value >= low, key, value, f"an integer >= {low}")
 
@@ -245,6 +251,7 @@ class CatalogueSection:
 
     def __post_init__(self):
         _one_of("source.items.format", self.format, ("", "csv", "jsonl", "parquet"))
+        _one_character("source.items.csv_delimiter", self.csv_delimiter)
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,7 @@ class SourceSection:
 
     def __post_init__(self):
         _one_of("source.format", self.format, ("synthetic", "taobao", "movielens", "csv", "jsonl", "parquet"))
+        _one_character("source.csv_delimiter", self.csv_delimiter)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,13 @@ class PrismrecError(Exception):
     exit_code = EXIT_FAILURE
 
 
+class InputError(PrismrecError, ValueError):
+    """The input is missing, unreadable, or too broken to publish anything from (exit code 3);
+    raised wherever a stage reads its input."""
+
+    exit_code = EXIT_INPUT
+
+
 def exit_code(error: BaseException) -> int:
     """The exit code for ``error``: its own for the family, 3 for a missing file, else 1."""
     if isinstance(error, PrismrecError):

@@ -25,6 +25,10 @@ class Layout:
         """A preprocessed table: events, quarantine, items, categories, train_examples, eval_users, histories."""
         return str(self.preprocessed / name)
 
+    def has_rows(self, name: str) -> bool:
+        """Whether preprocessed table ``name`` holds any Parquet file (Spark writes none for no rows)."""
+        return any(Path(self.table(name)).rglob("*.parquet"))
+
     @property
     def refused_quarantine(self) -> Path:
         """``refused/quarantine``: the quarantine of the last preprocess run refused for bad input."""

@@ -180,3 +180,36 @@ def test_a_dominant_unknown_event_type_names_samples_and_the_mapping_key(spark, 
     assert "source.mapping.event_types" in message and "log.csv" in message
     quarantine = pq.read_table(Layout.of(cfg).refused_quarantine).to_pandas()
     assert sorted(quarantine[S.RAW]) == sorted(r for r in rows if ",click," in r)
+
+
+# ---- found by trying it as a new user ----------------------------------------------------
+
+def test_last_protocol_with_no_held_out_events_preprocesses_with_no_evaluation_users(spark, tmp_path):
+    # Every user of the case has 8 ratings: ⌊0.1 · 8⌋ = 0 valid and 0 test events each.
+    cfg = config(tmp_path, CASES / "movielens-quoted-title", "source.format=movielens", "preprocess.protocol=last")
+    meta = run(spark, cfg)
+    assert meta.record["users_by_split"] == {"train": meta.users}
+    assert not list(Path(Layout.of(cfg).table("eval_users")).rglob("*.parquet"))
+
+
+def test_a_timestamp_format_spark_rejects_is_a_config_error_naming_the_key(spark, tmp_path):
+    from prismrec.config import ConfigError
+
+    csv = tmp_path / "events.csv"
+    csv.write_text("user_id,item_id,timestamp\nu1,i1,2026-01-01\n")
+    with pytest.raises(ConfigError) as caught:
+        run(spark, config(tmp_path, csv, "source.format=csv", "source.mapping.timestamp_format=unix_xx"))
+    assert "source.mapping.timestamp_format" in str(caught.value) and "'unix_xx'" in str(caught.value)
+
+
+def test_ids_that_are_not_utf8_are_quarantined_not_merged(spark, tmp_path):
+    csv = tmp_path / "latin1.csv"
+    rows = [f"Jos\xe9,i{i},{BASE_TS + i}" for i in range(3)] + [f"Jos\xe8,i{i},{BASE_TS + i}" for i in range(3)] \
+        + [f"ana,i{i},{BASE_TS + i}" for i in range(4)]
+    csv.write_bytes(("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n").encode("latin-1"))
+    cfg = config(tmp_path, csv, "source.format=csv", "preprocess.max_bad_fraction=0.9")
+    meta = run(spark, cfg)
+    # Decoded as UTF-8, both ids would read "Jos\ufffd": one user made of two.
+    assert meta.counts.quarantined == {"not_utf8": 6} and meta.counts.kept == 4
+    quarantine = pq.read_table(Layout.of(cfg).table("quarantine")).to_pandas()
+    assert set(quarantine[S.REASON]) == {"not_utf8"} and len(quarantine) == 6

@@ -177,3 +177,11 @@ def test_every_command_exits_2_naming_a_bad_key_before_it_starts_work(key, no_st
         assert main([*command, *overrides]) == EXIT_CONFIG, command
         [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("prismrec ")]
         assert line.startswith(f"prismrec {command[0]}: error: config key '{key}' has value "), line
+
+
+@pytest.mark.parametrize("key", ["source.csv_delimiter", "source.items.csv_delimiter"])
+def test_a_delimiter_is_one_character(key):
+    with pytest.raises(ConfigError, match=f"'{key}' has value ';;'"):
+        load_config(None, [f"{key}=;;"])
+    source = load_config(None, [f'{key}="\\t"']).source
+    assert (source.csv_delimiter if key == "source.csv_delimiter" else source.items.csv_delimiter) == "\t"

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from prismrec import schema as S
 from prismrec.config import Config
+from prismrec.errors import InputError
 from prismrec.evaluation import als, itemknn, report as report_io, spark_metrics, systems, truth as truth_io
 from prismrec.evaluation.interactions import training_interactions
 from prismrec.evaluation.showcase import showcase
@@ -123,8 +124,8 @@ def other_protocols(cfg: Config) -> dict[str, dict]:
 def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
     """Reads the preprocessed eval_users, items and train_examples, every model of ``evaluate.compare``
     and the planted truth when there is one; writes ``<paths.output>/reports/<run_id>/evaluation.{json,md}``
-    with its figures, and the stage's entry in ``reports/<run_id>.json``. Raises FileNotFoundError
-    for a compared model that does not exist."""
+    with its figures, and the stage's entry in ``reports/<run_id>.json``. Raises InputError when there are
+    no evaluation users, FileNotFoundError for a compared model that does not exist."""
     started = time.time()
     layout = Layout.of(cfg)
     meta = layout.read_meta()
@@ -134,6 +135,10 @@ def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
         udf.load_once(directory, 1)  # verify every artifact on the driver before any distributed work
     items = item_table(layout)
     truth = truth_io.load(cfg, items)
+    if not layout.has_rows("eval_users"):
+        raise InputError(f"no evaluation users in {layout.table('eval_users')}: under preprocess.protocol="
+                         f"{protocol} no user has a held-out event; raise preprocess.valid_share and test_share "
+                         f"(last) or holdout_fraction (users, time) and preprocess again")
     eval_users = spark.read.parquet(layout.table("eval_users")).where(F.size(S.TARGET_ITEMS) > 0)
     users = eval_users.where(F.col(S.SPLIT) == cfg.evaluate.split)
     if truth is not None:

@@ -100,6 +100,7 @@ LIKELY_KEYS = {
     "unparseable_number": "source.format",
     "empty_id": "source.mapping.user / source.mapping.item",
     "control_characters": "source.csv_delimiter (or the files' encoding: UTF-8 is expected)",
+    "not_utf8": "the files' encoding: UTF-8 is expected (convert them, e.g. iconv -f latin1 -t utf-8)",
     "id_too_long": "preprocess.max_id_length",
     "unparseable_timestamp": "source.mapping.timestamp_format",
     "timestamp_before_minimum": "preprocess.min_timestamp",

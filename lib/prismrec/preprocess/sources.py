@@ -27,7 +27,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from prismrec import schema as S
-from prismrec.errors import EXIT_INPUT, PrismrecError
+from prismrec.config import ConfigError
+from prismrec.errors import InputError
 from prismrec.preprocess import catalogue
 
 logger = logging.getLogger(__name__)
@@ -41,12 +42,6 @@ TAOBAO_FIELDS = ("user", "item", "category", "behavior", "timestamp")
 
 def _lit_map(mapping: dict) -> Column:
     return F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair])
-
-
-class InputError(PrismrecError, ValueError):
-    """The input logs are missing, unreadable, or too broken to publish anything from (exit code 3)."""
-
-    exit_code = EXIT_INPUT
 
 
 def no_records(path: str) -> InputError:
@@ -82,6 +77,22 @@ def parse_timestamp(text: Column, fmt: str) -> Column:
     if fmt == "unix_ms":
         return F.when(text.rlike(r"^-?[0-9]{1,15}$"), F.timestamp_millis(text.cast("long")))
     return F.call_function("try_to_timestamp", text, F.lit(fmt))
+
+
+def check_timestamp_format(spark: SparkSession, fmt: str) -> None:
+    """Raise ConfigError (exit 2) naming ``source.mapping.timestamp_format`` when Spark rejects ``fmt``
+    as a datetime pattern. Spark compiles a pattern only when a query runs, and then fails the whole
+    job with a Java stack (e.g. "All week-based patterns are unsupported since Spark 3.0"), so one row
+    is parsed on the driver first."""
+    if fmt in ("unix_s", "unix_ms"):
+        return
+    try:
+        spark.range(1).select(parse_timestamp(F.lit("1970-01-01"), fmt)).collect()
+    except Exception as error:  # IllegalArgumentException or SparkUpgradeException, by Spark version
+        raise ConfigError(
+            f"source.mapping.timestamp_format={fmt!r} is not a datetime pattern Spark accepts "
+            f"({java_problem(error)}); use unix_s, unix_ms or a pattern such as 'yyyy-MM-dd HH:mm:ss' "
+            f"(https://spark.apache.org/docs/3.5.7/sql-ref-datetime-pattern.html)") from None
 
 
 def _parsed(frame: DataFrame, pre_reason: Column, user: Column, item: Column, category: Column,
@@ -217,8 +228,10 @@ def read_mapped(spark: SparkSession, path: str, fmt: str, mapping, event_weights
                 delimiter: str = ",") -> DataFrame:
     """CSV (a header per file), JSON lines or Parquet through the column mapping in ``source.mapping``.
 
-    Raises InputError when there are no records under ``path`` or a mapped column is missing.
+    Raises InputError when there are no records under ``path`` or a mapped column is missing, and
+    ConfigError for a timestamp format Spark rejects.
     """
+    check_timestamp_format(spark, mapping.timestamp_format)
     wanted = list(dict.fromkeys(c for c in (mapping.user, mapping.item, mapping.category, mapping.event_type,
                                             mapping.timestamp) if c))
     if fmt == "csv":

@@ -194,7 +194,11 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> Preproces
     if settings.protocol == "last":
         # Every user trains, and may be a valid and a test user too: these counts overlap.
         splits = user_seqs.select(F.lit("train").alias(S.SPLIT)).union(
-            spark.read.parquet(layout.table("eval_users")).select(S.SPLIT))
+            spark.read.schema(eval_users.schema).parquet(layout.table("eval_users")).select(S.SPLIT))
+    if not layout.has_rows("eval_users"):
+        logger.warning("preprocess: no evaluation users under the %s protocol: no user has a held-out event; "
+                       "evaluate and training's validation need some (raise preprocess.valid_share/test_share "
+                       "or holdout_fraction)", settings.protocol)
     split_counts = {row[S.SPLIT]: row["count"] for row in splits.groupBy(S.SPLIT).count().collect()}
     num_items = items.agg(F.max(S.ITEM_IDX)).first()[0] + 1
     train_layout = petastorm_io.parquet_layout(layout.table("train_examples"))

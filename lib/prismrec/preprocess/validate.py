@@ -18,6 +18,7 @@ REASONS = (
     "unparseable_number",        # a numeric field (a rating) is not a number
     "empty_id",                  # user or item id null or blank
     "control_characters",        # an id or category holds ASCII control characters
+    "not_utf8",                  # an id or category was not UTF-8 (decoded to U+FFFD, the replacement character)
     "id_too_long",               # an id longer than preprocess.max_id_length
     "unparseable_timestamp",     # the timestamp does not parse with the configured format
     "timestamp_before_minimum",  # earlier than preprocess.min_timestamp
@@ -45,6 +46,9 @@ def reason(rules: Rules) -> Column:
         (F.col(PRE_REASON).isNotNull(), F.col(PRE_REASON)),
         (_blank(ids[0]) | _blank(ids[1]), F.lit("empty_id")),
         (F.concat_ws("", *ids, F.col(S.CATEGORY_ID)).rlike(_CONTROL), F.lit("control_characters")),
+        # Spark decodes text as UTF-8 and puts U+FFFD where the bytes are not: two Latin-1 ids that differ
+        # only there would read the same and merge.
+        (F.concat_ws("", *ids, F.col(S.CATEGORY_ID)).contains("\ufffd"), F.lit("not_utf8")),
         ((F.length(ids[0]) > rules.max_id_length) | (F.length(ids[1]) > rules.max_id_length), F.lit("id_too_long")),
         (F.col(S.TS).isNull(), F.lit("unparseable_timestamp")),
         (F.col(S.TS) < F.lit(rules.min_timestamp), F.lit("timestamp_before_minimum")),

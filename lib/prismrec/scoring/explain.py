@@ -35,15 +35,21 @@ def _rows(path: Path, user_id: str):
 NAMED_IN_LABEL = 3  # history items that name an interest
 
 
+def one_line(name) -> str | None:
+    """A display name on one line: a CSV catalogue may quote line breaks into a name (RFC 4180)."""
+    return " ".join(name.split()) or None if isinstance(name, str) else None
+
+
 def item_label(item_id: str, name, unnamed: str = "{}") -> str:
     """``Name (item <id>)`` when the catalogue names the item, else ``unnamed`` with the id filled in."""
-    return f"{name} (item {item_id})" if isinstance(name, str) and name else unnamed.format(item_id)
+    name = one_line(name)
+    return f"{name} (item {item_id})" if name else unnamed.format(item_id)
 
 
 def interest_label(names: list) -> str | None:
     """An interest named by its most recent history items' names (newest first), e.g.
     ``Star Wars (1977), Return of the Jedi (1983), …``; None when none of them has a name."""
-    named = [name for name in names if isinstance(name, str) and name]
+    named = [line for line in map(one_line, names) if line]
     if not named:
         return None
     return ", ".join(named[:NAMED_IN_LABEL]) + (", …" if len(named) > NAMED_IN_LABEL else "")
@@ -80,7 +86,7 @@ def explain(cfg: Config, user_id: str, dt: str = "") -> str:
     labels = {}
     for _, row in interests.iterrows():
         k = int(row[S.INTEREST])
-        recent = members.get(k, [])[::-1]  # newest first
+        recent = list(dict.fromkeys(members.get(k, [])[::-1]))  # newest first, each item once
         labels[k] = interest_label([names.at[idx] for idx in recent])
         shown = ", ".join(item_label(items.at[idx, S.ITEM_ID], names.at[idx]) for idx in recent[:5]) or "-"
         named = f"{labels[k]} · " if labels[k] else ""

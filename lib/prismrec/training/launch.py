@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from prismrec import schema as S
-from prismrec.config import Config
+from prismrec.config import Config, ConfigError
 from prismrec.errors import EXIT_REFUSED, PrismrecError
 from prismrec.layout import Layout, record_stage
 from prismrec.preprocess.petastorm_io import check_shardable, parquet_layout
@@ -57,8 +57,18 @@ def num_ranks(cfg: Config) -> int:
 
 
 def build_spec(cfg: Config, model_id: str | None = None, resume: bool = False) -> dict:
+    """What every rank needs (config, data and model paths, item statistics, steps per epoch).
+
+    Raises ConfigError when the data was preprocessed with another ``preprocess.max_hist_len``,
+    ValueError when the data cannot give every rank a step, FileNotFoundError for ``--resume``
+    without a checkpoint."""
     layout = Layout.of(cfg)
     meta = layout.read_meta()
+    if meta["max_hist_len"] != cfg.preprocess.max_hist_len:
+        # The network's input width is the config's L; the data's windows are the preprocessed L.
+        raise ConfigError(f"preprocess.max_hist_len is {cfg.preprocess.max_hist_len} but the data under "
+                          f"{layout.preprocessed} was preprocessed with {meta['max_hist_len']}; set "
+                          f"--set preprocess.max_hist_len={meta['max_hist_len']}, or preprocess again")
     data_path = layout.table("train_examples")
     data_layout = parquet_layout(data_path)
     ranks = num_ranks(cfg)
