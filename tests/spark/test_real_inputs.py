@@ -190,6 +190,10 @@ def test_last_protocol_with_no_held_out_events_preprocesses_with_no_evaluation_u
     meta = run(spark, cfg)
     assert meta.record["users_by_split"] == {"train": meta.users}
     assert not list(Path(Layout.of(cfg).table("eval_users")).rglob("*.parquet"))
+    from prismrec.evaluation.stage import run as evaluate
+
+    with pytest.raises(InputError, match="no evaluation users .* raise preprocess.valid_share and test_share"):
+        evaluate(spark, cfg)  # before it looks for a model: there is nothing to evaluate it on
 
 
 def test_a_timestamp_format_spark_rejects_is_a_config_error_naming_the_key(spark, tmp_path):
@@ -200,6 +204,16 @@ def test_a_timestamp_format_spark_rejects_is_a_config_error_naming_the_key(spark
     with pytest.raises(ConfigError) as caught:
         run(spark, config(tmp_path, csv, "source.format=csv", "source.mapping.timestamp_format=unix_xx"))
     assert "source.mapping.timestamp_format" in str(caught.value) and "'unix_xx'" in str(caught.value)
+
+
+def test_a_timestamp_the_pattern_does_not_fit_is_quarantined_not_a_failed_job(spark, tmp_path):
+    # "2026-1-5" is not yyyy-MM-dd to Spark 3's parser, though the pre-3.0 one read it.
+    csv = tmp_path / "events.csv"
+    csv.write_text("user_id,item_id,timestamp\nu1,i1,2026-1-5 10:00:00\nu1,i2,2026-01-05 11:00:00\n"
+                   "u1,i3,2026-01-06 11:00:00\n")
+    meta = run(spark, config(tmp_path, csv, "source.format=csv", "preprocess.max_bad_fraction=0.5",
+                             "source.mapping.timestamp_format=yyyy-MM-dd HH:mm:ss"))
+    assert meta.counts.quarantined == {"unparseable_timestamp": 1} and meta.counts.kept == 2
 
 
 def test_ids_that_are_not_utf8_are_quarantined_not_merged(spark, tmp_path):

@@ -130,15 +130,16 @@ def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
     layout = Layout.of(cfg)
     meta = layout.read_meta()
     protocol, ks = meta.get("protocol", "users"), sorted(cfg.evaluate.ks)
+    if not layout.has_rows("eval_users"):
+        keys = {"last": "preprocess.valid_share and test_share", "time": "preprocess.time_holdout_days"}
+        raise InputError(f"no evaluation users in {layout.table('eval_users')}: under preprocess.protocol="
+                         f"{protocol} no user has a held-out event; raise "
+                         f"{keys.get(protocol, 'preprocess.holdout_fraction')} and preprocess again")
     dirs = systems.model_dirs(cfg.evaluate.compare, layout, lambda: model_dir(cfg, layout))
     for directory in dirs.values():
         udf.load_once(directory, 1)  # verify every artifact on the driver before any distributed work
     items = item_table(layout)
     truth = truth_io.load(cfg, items)
-    if not layout.has_rows("eval_users"):
-        raise InputError(f"no evaluation users in {layout.table('eval_users')}: under preprocess.protocol="
-                         f"{protocol} no user has a held-out event; raise preprocess.valid_share and test_share "
-                         f"(last) or holdout_fraction (users, time) and preprocess again")
     eval_users = spark.read.parquet(layout.table("eval_users")).where(F.size(S.TARGET_ITEMS) > 0)
     users = eval_users.where(F.col(S.SPLIT) == cfg.evaluate.split)
     if truth is not None:

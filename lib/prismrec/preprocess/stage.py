@@ -81,6 +81,12 @@ STAGE_CONF = {
     # INT64 microseconds, Parquet's own timestamp type, instead of the legacy INT96 default:
     # cheaper to write, and what every current reader expects.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # A timestamp the configured pattern does not parse becomes null, and its record is quarantined as
+    # unparseable_timestamp. Under the default EXCEPTION policy, a value the pre-3.0 parser would have read
+    # differently (e.g. "2026-1-5" for yyyy-MM-dd) fails the whole job with SparkUpgradeException
+    # INCONSISTENT_BEHAVIOR_CROSS_VERSION.PARSE_DATETIME_BY_NEW_PARSER
+    # (https://spark.apache.org/docs/3.5.7/sql-migration-guide.html, "Upgrading from Spark SQL 2.4 to 3.0").
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
     # Smaller input splits (default 128 MiB): a single large log file still gives every
     # core several parse tasks, so the last wave is short.
     "spark.sql.files.maxPartitionBytes": str(64 * 2**20),
@@ -197,8 +203,7 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> Preproces
             spark.read.schema(eval_users.schema).parquet(layout.table("eval_users")).select(S.SPLIT))
     if not layout.has_rows("eval_users"):
         logger.warning("preprocess: no evaluation users under the %s protocol: no user has a held-out event; "
-                       "evaluate and training's validation need some (raise preprocess.valid_share/test_share "
-                       "or holdout_fraction)", settings.protocol)
+                       "evaluate and training's validation need some", settings.protocol)
     split_counts = {row[S.SPLIT]: row["count"] for row in splits.groupBy(S.SPLIT).count().collect()}
     num_items = items.agg(F.max(S.ITEM_IDX)).first()[0] + 1
     train_layout = petastorm_io.parquet_layout(layout.table("train_examples"))
