@@ -1,4 +1,4 @@
-"""Benchmark the preprocess job against DuckDB building the same sequences.
+"""Benchmark the preprocess job against a DuckDB peer that writes the same tables.
 
 For each size (default 1 M and 10 M events) it generates synthetic Taobao-style
 logs once, then, each in its own process on the same CSV:
@@ -6,12 +6,15 @@ logs once, then, each in its own process on the same CSV:
 - prismrec: the whole ``prismrec preprocess`` job (local[2]): validation, dedup,
   filters, vocabularies, sequences, Petastorm training data, evaluation users,
   histories, events table;
-- DuckDB (2 threads): dedup, then each user's last-L items in time order, written
-  to Parquet: the sequence-building step alone.
+- DuckDB, full peer (``bench/duckdb_peer.py``, 2 threads): the same tables from the same
+  CSV under the same settings (a test keeps them row for row equal); the ratio is to it;
+- DuckDB, sequence step only (2 threads): dedup, then each user's last-L items in time
+  order, written to Parquet: the figure earlier runs reported, kept for continuity.
 
 Prints seconds (median of --repeats after one warm-up run per tool at the smallest
-size), events/s, peak RSS of the process tree, the prismrec/DuckDB time ratio, and
-how prismrec's time grows from the smallest to the largest size.
+size), events/s, peak RSS of the process tree, the prismrec / full-peer time ratio,
+the size of the ``train_sequences`` each wrote, and how prismrec's time grows from the
+smallest to the largest size.
 
 With ``--baseline-lib DIR`` (the ``lib`` folder of another checkout, e.g. a ``git worktree``
 of an earlier commit) the same job from that code runs too, interleaved with this one's
@@ -28,10 +31,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
 from _measure import median_of, run_measured  # noqa: E402
 
-DUCKDB_SQL = """
+PEER_OUT = "duckdb-peer-out"
+# The sequence step alone (not the same work as prismrec's job): the figure of earlier runs.
+SEQUENCE_STEP_SQL = """
 SET threads TO 2;
 COPY (
   WITH events AS (
@@ -73,9 +79,20 @@ def run_prismrec(csv: Path, work: Path, max_hist_len: int, lib: str = "") -> dic
     return run_measured(command, env=env)
 
 
-def run_duckdb(csv: Path, work: Path, max_hist_len: int) -> dict:
-    sql = DUCKDB_SQL.format(csv=csv, out=work / "duckdb-out.parquet", max_hist_len=max_hist_len)
+def run_duckdb_peer(csv: Path, work: Path, max_hist_len: int) -> dict:
+    """bench/duckdb_peer.py: every table prismrec writes, in one process with 2 threads, under ``work/PEER_OUT``."""
+    return run_measured([sys.executable, str(BENCH / "duckdb_peer.py"), "--csv", str(csv),
+                         "--out", str(work / PEER_OUT), "--threads", "2",
+                         "--set", f"preprocess.max_hist_len={max_hist_len}"])
+
+
+def run_duckdb_sequence_step(csv: Path, work: Path, max_hist_len: int) -> dict:
+    sql = SEQUENCE_STEP_SQL.format(csv=csv, out=work / "duckdb-out.parquet", max_hist_len=max_hist_len)
     return run_measured([sys.executable, "-c", f"import duckdb; duckdb.connect().execute({sql!r})"])
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def main() -> int:
@@ -92,7 +109,8 @@ def main() -> int:
     csvs = {size: generate(work, size) for size in sizes}
     counts = {size: sum(1 for _ in open(csvs[size])) for size in sizes}
     run_prismrec(csvs[sizes[0]], work, args.max_hist_len)  # warm-up: OS caches, JIT-free but page cache
-    run_duckdb(csvs[sizes[0]], work, args.max_hist_len)
+    run_duckdb_peer(csvs[sizes[0]], work, args.max_hist_len)
+    run_duckdb_sequence_step(csvs[sizes[0]], work, args.max_hist_len)
     results = {}
     for size in sizes:
         runs, baseline_runs = [], []
@@ -107,22 +125,29 @@ def main() -> int:
                   f"(peak {baseline['peak_rss_mib']:6.0f} MiB, runs {[round(r['seconds'], 1) for r in baseline_runs]}) | "
                   f"this code: {prismrec['seconds']:7.1f} s (runs {[round(r['seconds'], 1) for r in runs]}) | "
                   f"this/baseline = {prismrec['seconds'] / baseline['seconds']:.3f}x", flush=True)
-        duckdb = median_of([run_duckdb(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
-        results[size] = {"events": counts[size], "prismrec": prismrec, "duckdb": duckdb,
-                         "ratio": prismrec["seconds"] / duckdb["seconds"]}
+        peer = median_of([run_duckdb_peer(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
+        step = median_of([run_duckdb_sequence_step(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
+        sequence_bytes = {name: folder_bytes(folder / "train_sequences")
+                          for name, folder in (("prismrec", work / "prismrec-out" / "preprocessed"),
+                                               ("duckdb_peer", work / PEER_OUT))}
+        results[size] = {"events": counts[size], "prismrec": prismrec, "duckdb_peer": peer,
+                         "duckdb_sequence_step": step, "ratio": prismrec["seconds"] / peer["seconds"],
+                         "train_sequences_bytes": sequence_bytes}
         print(f"{counts[size]:>11,} events | prismrec {prismrec['seconds']:7.1f} s "
               f"({counts[size] / prismrec['seconds']:>9,.0f} ev/s, peak {prismrec['peak_rss_mib']:6.0f} MiB) | "
-              f"duckdb {duckdb['seconds']:6.1f} s ({counts[size] / duckdb['seconds']:>10,.0f} ev/s, "
-              f"peak {duckdb['peak_rss_mib']:5.0f} MiB) | prismrec/duckdb = {results[size]['ratio']:.2f}x",
+              f"duckdb full peer {peer['seconds']:6.1f} s ({counts[size] / peer['seconds']:>10,.0f} ev/s, "
+              f"peak {peer['peak_rss_mib']:5.0f} MiB) | prismrec/duckdb peer = {results[size]['ratio']:.2f}x",
               flush=True)
+        print(f"{'':>11}        | duckdb sequence step only (dedup + last-L items, not the same work) "
+              f"{step['seconds']:6.1f} s (peak {step['peak_rss_mib']:5.0f} MiB) | train_sequences: prismrec "
+              f"{sequence_bytes['prismrec']:,} bytes, duckdb peer {sequence_bytes['duckdb_peer']:,} bytes", flush=True)
     if len(sizes) > 1:
         small, large = results[sizes[0]], results[sizes[-1]]
         growth = large["prismrec"]["seconds"] / small["prismrec"]["seconds"]
         scale = large["events"] / small["events"]
         print(f"prismrec time grows {growth:.2f}x for {scale:.1f}x the events "
               f"({'sub-linear or linear' if growth <= scale else 'super-linear'})")
-    print(json.dumps({str(k): {**v, "prismrec": {**v["prismrec"]}, "duckdb": {**v["duckdb"]}}
-                      for k, v in results.items()}, indent=1))
+    print(json.dumps({str(size): result for size, result in results.items()}, indent=1))
     return 0
 
 

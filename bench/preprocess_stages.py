@@ -6,6 +6,9 @@ Spark UI's REST API: each phase is one job group, its wall time is the sum of it
 executions' durations, its CPU and task time the sums over its stages. Task time over
 wall time shows how well the phase keeps both cores busy.
 
+Then the DuckDB peer (``bench/duckdb_peer.py``, 2 threads, its own process) runs on the same
+CSV, and its phases are printed beside: wall time and the CPU time of its process.
+
     .venv/bin/python bench/preprocess_stages.py [--events 10000000] [--work DIR]
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preprocess import generate  # noqa: E402
+from preprocess import PEER_OUT, generate, run_duckdb_peer  # noqa: E402
 
 
 def rest(spark, endpoint: str) -> list[dict]:
@@ -71,7 +74,19 @@ def main() -> int:
     print(f"{'all Spark work':<92} {totals['wall']:7.1f} {totals['task']:7.1f} {totals['cpu']:7.1f} {totals['gc']:6.1f}")
     print(f"outside Spark jobs (driver-side planning, footers, report): {job_s - totals['wall']:.1f} s")
     spark.stop()
+    print_peer_phases(csv, work, args.max_hist_len)
     return 0
+
+
+def print_peer_phases(csv: Path, work: Path, max_hist_len: int) -> None:
+    """Run the DuckDB peer on ``csv`` in its own process; print its phases' wall and CPU seconds."""
+    measured = run_duckdb_peer(csv, work, max_hist_len)
+    phases = json.loads((work / PEER_OUT / "_meta.json").read_text())["phases"]
+    print(f"\nDuckDB peer (2 threads): {measured['seconds']:.1f} s in all, peak {measured['peak_rss_mib']:.0f} MiB")
+    print(f"{'phase':<92} {'wall s':>7} {'CPU s':>7}")
+    for phase in phases:
+        print(f"{phase['name']:<92} {phase['wall_s']:7.1f} {phase['cpu_s']:7.1f}")
+    print(f"{'all phases':<92} {sum(p['wall_s'] for p in phases):7.1f} {sum(p['cpu_s'] for p in phases):7.1f}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ TARGET_ITEM = "target_item"
 TARGET_ITEMS = "target_items"
 SEEN_ITEMS = "seen_items"
 SPLIT = "split"
+# A user's time-ordered item_idx sequence, and positions in it (the compact training layout
+# that bench/duckdb_peer.py writes: one row per user instead of one per window).
+SEQ = "seq"
+TARGET_POS = "target_pos"
 TRAIN_COLUMNS = (USER_IDX, HIST_ITEMS, HIST_LEN, TARGET_ITEM)
 
 # Outputs.

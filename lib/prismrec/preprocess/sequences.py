@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from prismrec import schema as S
 
-SEQ = "seq"
+SEQ = S.SEQ
 SEQ_LEN = "seq_len"
 POS = "pos"
 N_BEFORE = "n_before"

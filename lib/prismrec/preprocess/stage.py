@@ -167,9 +167,12 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> Preproces
         if coverage:
             logger.info("preprocess: item catalogue: %d items missing from it, %d with duplicate rows",
                         coverage["items_missing_from_catalogue"], coverage["items_with_duplicate_catalogue_rows"])
-        (items.drop(catalogue.CATALOGUE_ROWS).coalesce(1).sortWithinPartitions(S.ITEM_IDX)
+        # Both vocabularies come range-partitioned in index order (sequences.number_rows), so their
+        # part files, read in name order, are in index order too; no step moves them into one task.
+        (items.drop(catalogue.CATALOGUE_ROWS).sortWithinPartitions(S.ITEM_IDX)
          .write.mode("overwrite").parquet(layout.table("items")))
-        sequences.category_vocabulary(items).coalesce(1).write.mode("overwrite").parquet(layout.table("categories"))
+        (sequences.category_vocabulary(items).sortWithinPartitions(S.CATEGORY_IDX)
+         .write.mode("overwrite").parquet(layout.table("categories")))
         # Ids and timestamps are near-unique per file: a dictionary would overflow and fall
         # back to plain encoding after paying for the lookups (Parquet's per-column option).
         no_dictionary = {f"parquet.enable.dictionary#{column}": "false" for column in (S.USER_ID, S.ITEM_ID, S.TS)}
