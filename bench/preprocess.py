@@ -7,13 +7,17 @@ logs once, then, each in its own process on the same CSV:
   filters, vocabularies, sequences, Petastorm training data, evaluation users,
   histories, events table;
 - DuckDB, full peer (``bench/duckdb_peer.py``, 2 threads): the same tables from the same
-  CSV under the same settings (a test keeps them row for row equal); the ratio is to it;
+  CSV under the same settings (``tests/spark/test_duckdb_peer.py`` keeps them row for row
+  equal); the ratio is to it. One difference of layout remains: the peer writes the training
+  data as one row per user (``train_sequences``: ``seq``, ``target_pos``), where prismrec
+  still materialises every sliding window (``train_examples``); the test checks that both
+  give the same examples;
 - DuckDB, sequence step only (2 threads): dedup, then each user's last-L items in time
   order, written to Parquet: the figure earlier runs reported, kept for continuity.
 
 Prints seconds (median of --repeats after one warm-up run per tool at the smallest
 size), events/s, peak RSS of the process tree, the prismrec / full-peer time ratio,
-the size of the ``train_sequences`` each wrote, and how prismrec's time grows from the
+the size of the training data each wrote, and how prismrec's time grows from the
 smallest to the largest size.
 
 With ``--baseline-lib DIR`` (the ``lib`` folder of another checkout, e.g. a ``git worktree``
@@ -91,6 +95,12 @@ def run_duckdb_sequence_step(csv: Path, work: Path, max_hist_len: int) -> dict:
     return run_measured([sys.executable, "-c", f"import duckdb; duckdb.connect().execute({sql!r})"])
 
 
+def training_data(preprocessed: Path) -> Path:
+    """The training-data folder: per-user ``train_sequences``, or the materialised ``train_examples`` windows."""
+    sequences = preprocessed / "train_sequences"
+    return sequences if sequences.exists() else preprocessed / "train_examples"
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
@@ -127,7 +137,7 @@ def main() -> int:
                   f"this/baseline = {prismrec['seconds'] / baseline['seconds']:.3f}x", flush=True)
         peer = median_of([run_duckdb_peer(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
         step = median_of([run_duckdb_sequence_step(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
-        sequence_bytes = {name: folder_bytes(folder / "train_sequences")
+        sequence_bytes = {name: folder_bytes(training_data(folder))
                           for name, folder in (("prismrec", work / "prismrec-out" / "preprocessed"),
                                                ("duckdb_peer", work / PEER_OUT))}
         results[size] = {"events": counts[size], "prismrec": prismrec, "duckdb_peer": peer,
@@ -139,7 +149,7 @@ def main() -> int:
               f"peak {peer['peak_rss_mib']:5.0f} MiB) | prismrec/duckdb peer = {results[size]['ratio']:.2f}x",
               flush=True)
         print(f"{'':>11}        | duckdb sequence step only (dedup + last-L items, not the same work) "
-              f"{step['seconds']:6.1f} s (peak {step['peak_rss_mib']:5.0f} MiB) | train_sequences: prismrec "
+              f"{step['seconds']:6.1f} s (peak {step['peak_rss_mib']:5.0f} MiB) | training data: prismrec "
               f"{sequence_bytes['prismrec']:,} bytes, duckdb peer {sequence_bytes['duckdb_peer']:,} bytes", flush=True)
     if len(sizes) > 1:
         small, large = results[sizes[0]], results[sizes[-1]]
