@@ -81,6 +81,7 @@ class PeerSettings:
     min_user_events: int
     max_hist_len: int
     max_examples_per_user: int
+    targets_per_row: int
     valid_fraction: float
     test_fraction: float
     holdout_fraction: float
@@ -102,7 +103,7 @@ class PeerSettings:
         return cls(cfg.run.name, cfg.run.dt, cfg.run.seed, datetime.strptime(settings.min_timestamp, "%Y-%m-%d"),
                    cutoff, settings.max_id_length, dict(settings.event_weights), settings.max_events_per_user,
                    settings.min_item_events, settings.min_user_events, settings.max_hist_len,
-                   settings.max_examples_per_user, settings.valid_fraction, settings.test_fraction,
+                   settings.max_examples_per_user, settings.targets_per_row, settings.valid_fraction, settings.test_fraction,
                    settings.holdout_fraction, settings.min_hist_len, tuple(cfg.score.exclude_event_types))
 
 
@@ -243,14 +244,18 @@ SELECT user_id, seq, seq_len,
 FROM bucketed;
 CREATE TEMP TABLE train_sequences AS
 WITH targets AS (
-    SELECT user_id, seq, seq_len, greatest(1, seq_len - {max_examples_per_user}) AS first_target
+    SELECT pmod(spark_xxhash64(user_id), {user_idx_modulus})::INTEGER AS user_idx, seq, seq_len,
+           greatest(1, seq_len - {max_examples_per_user}) AS first_target
     FROM user_sequences WHERE split = 'train' AND seq_len >= 2
+), row_targets AS (
+    SELECT user_idx, seq, first_target + k * {targets_per_row} AS first_pos,
+           least(first_target + (k + 1) * {targets_per_row}, seq_len) - 1 AS last_pos
+    FROM targets, range(0, (seq_len - first_target + {targets_per_row} - 1) // {targets_per_row}) AS ks(k)
 ), trimmed AS (
-    SELECT *, greatest(0, first_target - {max_hist_len}) AS first_read FROM targets
+    SELECT *, greatest(0, first_pos - {max_hist_len}) AS first_read FROM row_targets
 )
-SELECT pmod(spark_xxhash64(user_id), {user_idx_modulus})::INTEGER AS user_idx,
-       seq[first_read + 1:seq_len] AS seq,
-       range(first_target - first_read, seq_len - first_read)::INTEGER[] AS target_pos
+SELECT user_idx, seq[first_read + 1:last_pos + 1] AS seq,
+       range(first_pos - first_read, last_pos - first_read + 1)::INTEGER[] AS target_pos
 FROM trimmed;
 """
 
@@ -392,8 +397,8 @@ def build_sequences(con: duckdb.DuckDBPyConnection, settings: PeerSettings) -> N
     con.execute(SEQUENCES.format(
         excluded=excluded, seed=settings.seed, buckets=SPLIT_BUCKETS, test_fraction=repr(settings.test_fraction),
         test_and_valid=repr(settings.test_fraction + settings.valid_fraction),
-        max_examples_per_user=settings.max_examples_per_user, max_hist_len=settings.max_hist_len,
-        user_idx_modulus=USER_IDX_MODULUS))
+        max_examples_per_user=settings.max_examples_per_user, targets_per_row=settings.targets_per_row,
+        max_hist_len=settings.max_hist_len, user_idx_modulus=USER_IDX_MODULUS))
 
 
 def write_tables(con: duckdb.DuckDBPyConnection, out: Path, csv: Path, run_name: str) -> None:

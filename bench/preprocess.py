@@ -7,11 +7,7 @@ logs once, then, each in its own process on the same CSV:
   filters, vocabularies, sequences, Petastorm training data, evaluation users,
   histories, events table;
 - DuckDB, full peer (``bench/duckdb_peer.py``, 2 threads): the same tables from the same
-  CSV under the same settings (``tests/spark/test_duckdb_peer.py`` keeps them row for row
-  equal); the ratio is to it. One difference of layout remains: the peer writes the training
-  data as one row per user (``train_sequences``: ``seq``, ``target_pos``), where prismrec
-  still materialises every sliding window (``train_examples``); the test checks that both
-  give the same examples;
+  CSV under the same settings (a test keeps them row for row equal); the ratio is to it;
 - DuckDB, sequence step only (2 threads): dedup, then each user's last-L items in time
   order, written to Parquet: the figure earlier runs reported, kept for continuity.
 
@@ -22,9 +18,11 @@ smallest to the largest size.
 
 With ``--baseline-lib DIR`` (the ``lib`` folder of another checkout, e.g. a ``git worktree``
 of an earlier commit) the same job from that code runs too, interleaved with this one's
-runs, and the ratio of the two medians is printed: a before/after check from one sitting.
+runs (``--baseline-repeats`` of them), into its own output folder, and the ratio of the two
+medians and of the two training-data sizes is printed: a before/after check from one sitting.
 
     .venv/bin/python bench/preprocess.py [--sizes 1000000 10000000] [--repeats 3] [--baseline-lib DIR]
+        [--baseline-repeats N]
 """
 from __future__ import annotations
 
@@ -74,10 +72,12 @@ def generate(work: Path, events: int) -> Path:
 
 
 def run_prismrec(csv: Path, work: Path, max_hist_len: int, lib: str = "") -> dict:
-    """The whole preprocess job; from the code under ``lib`` instead of the installed one when given."""
+    """The whole preprocess job, into ``work/prismrec-out``; from the code under ``lib`` instead of
+    the installed one when given, into ``work/baseline-out``."""
+    out = work / ("baseline-out" if lib else "prismrec-out")
     command = [sys.executable, "-m", "prismrec.cli", "preprocess", "--log-level", "WARNING",
                "--set", "source.format=taobao", "--set", f"source.path={csv}",
-               "--set", f"paths.output={work / 'prismrec-out'}", "--set", "spark.driver_memory=8g",
+               "--set", f"paths.output={out}", "--set", "spark.driver_memory=8g",
                "--set", f"preprocess.max_hist_len={max_hist_len}", "--set", "run.dt=2026-12-31"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"PYTHONPATH": lib} if lib else {})}
     return run_measured(command, env=env)
@@ -96,7 +96,8 @@ def run_duckdb_sequence_step(csv: Path, work: Path, max_hist_len: int) -> dict:
 
 
 def training_data(preprocessed: Path) -> Path:
-    """The training-data folder: per-user ``train_sequences``, or the materialised ``train_examples`` windows."""
+    """The training-data folder: per-user ``train_sequences``, or the materialised
+    ``train_examples`` windows that a ``--baseline-lib`` checkout from before may write."""
     sequences = preprocessed / "train_sequences"
     return sequences if sequences.exists() else preprocessed / "train_examples"
 
@@ -112,6 +113,8 @@ def main() -> int:
     parser.add_argument("--max-hist-len", type=int, default=50)
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "prismrec-bench-preprocess"))
     parser.add_argument("--baseline-lib", default="", help="lib folder of the code to compare with (interleaved runs)")
+    parser.add_argument("--baseline-repeats", type=int, default=None,
+                        help="runs of the baseline per size (default: --repeats)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -124,18 +127,23 @@ def main() -> int:
     results = {}
     for size in sizes:
         runs, baseline_runs = [], []
-        for _ in range(args.repeats):
+        baseline_repeats = args.repeats if args.baseline_repeats is None else args.baseline_repeats
+        for repeat in range(args.repeats):
             runs.append(run_prismrec(csvs[size], work, args.max_hist_len))
-            if args.baseline_lib:
+            if args.baseline_lib and repeat < baseline_repeats:
                 baseline_runs.append(run_prismrec(csvs[size], work, args.max_hist_len, args.baseline_lib))
         prismrec = median_of(runs)
         if baseline_runs:
             baseline = median_of(baseline_runs)
+            sizes_now = [folder_bytes(training_data(work / out / "preprocessed")) for out in ("baseline-out", "prismrec-out")]
             print(f"{counts[size]:>11,} events | baseline {args.baseline_lib}: {baseline['seconds']:7.1f} s "
                   f"(peak {baseline['peak_rss_mib']:6.0f} MiB, runs {[round(r['seconds'], 1) for r in baseline_runs]}) | "
                   f"this code: {prismrec['seconds']:7.1f} s (runs {[round(r['seconds'], 1) for r in runs]}) | "
-                  f"this/baseline = {prismrec['seconds'] / baseline['seconds']:.3f}x", flush=True)
-        peer = median_of([run_duckdb_peer(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
+                  f"this/baseline = {prismrec['seconds'] / baseline['seconds']:.3f}x | training data: baseline "
+                  f"{sizes_now[0]:,} bytes, this code {sizes_now[1]:,} bytes ({sizes_now[0] / sizes_now[1]:.1f}x smaller)",
+                  flush=True)
+        peer_runs = [run_duckdb_peer(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)]
+        peer = median_of(peer_runs)
         step = median_of([run_duckdb_sequence_step(csvs[size], work, args.max_hist_len) for _ in range(args.repeats)])
         sequence_bytes = {name: folder_bytes(training_data(folder))
                           for name, folder in (("prismrec", work / "prismrec-out" / "preprocessed"),
@@ -146,7 +154,8 @@ def main() -> int:
         print(f"{counts[size]:>11,} events | prismrec {prismrec['seconds']:7.1f} s "
               f"({counts[size] / prismrec['seconds']:>9,.0f} ev/s, peak {prismrec['peak_rss_mib']:6.0f} MiB) | "
               f"duckdb full peer {peer['seconds']:6.1f} s ({counts[size] / peer['seconds']:>10,.0f} ev/s, "
-              f"peak {peer['peak_rss_mib']:5.0f} MiB) | prismrec/duckdb peer = {results[size]['ratio']:.2f}x",
+              f"peak {peer['peak_rss_mib']:5.0f} MiB) | prismrec/duckdb peer = {results[size]['ratio']:.2f}x | runs: "
+              f"prismrec {[round(r['seconds'], 1) for r in runs]}, peer {[round(r['seconds'], 1) for r in peer_runs]}",
               flush=True)
         print(f"{'':>11}        | duckdb sequence step only (dedup + last-L items, not the same work) "
               f"{step['seconds']:6.1f} s (peak {step['peak_rss_mib']:5.0f} MiB) | training data: prismrec "

@@ -32,10 +32,11 @@ def keras_fit_ceiling(cfg, epochs: int, threads: int) -> float:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from prismrec.layout import Layout
     from prismrec.models import build_model
+    from prismrec.preprocess.petastorm_io import examples as cut_examples
     from prismrec.training.launch import build_spec
 
     spec = build_spec(cfg, model_id="bench-fit")
-    examples = pd.read_parquet(Layout.of(cfg).table("train_examples"))
+    examples = cut_examples(pd.read_parquet(Layout.of(cfg).table("train_sequences")), cfg.preprocess.max_hist_len)
     arrays = {"hist_items": np.stack(examples["hist_items"].to_numpy()).astype(np.int32),
               "target_item": examples["target_item"].to_numpy().astype(np.int32)}
     model = build_model(cfg.model, spec["num_items"], cfg.preprocess.max_hist_len,

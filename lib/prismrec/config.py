@@ -287,6 +287,7 @@ class PreprocessSection:
     valid_share: float = 0.1
     test_share: float = 0.1
     max_examples_per_user: int = 5000
+    targets_per_row: int = 16
     row_group_rows: int = 4096
     num_files: int = 8
 
@@ -296,7 +297,7 @@ class PreprocessSection:
                  "a date written YYYY-MM-DD")
         _one_of("preprocess.protocol", self.protocol, ("users", "time", "last"))
         _one_of("preprocess.example_sampling", self.example_sampling, ("recent", "random"))
-        for name in ("max_hist_len", "row_group_rows", "num_files"):
+        for name in ("max_hist_len", "targets_per_row", "row_group_rows", "num_files"):
             _at_least(f"preprocess.{name}", getattr(self, name), 1)
         allowed = "a finite number with {}{} and valid_share + test_share < 1"
         _require(_is_number(self.valid_share) and self.valid_share > 0, "preprocess.valid_share",

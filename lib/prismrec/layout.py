@@ -22,7 +22,7 @@ class Layout:
         return self.root / "preprocessed"
 
     def table(self, name: str) -> str:
-        """A preprocessed table: events, quarantine, items, categories, train_examples, eval_users, histories."""
+        """A preprocessed table: events, quarantine, items, categories, train_sequences, eval_users, histories."""
         return str(self.preprocessed / name)
 
     def has_rows(self, name: str) -> bool:

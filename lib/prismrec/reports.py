@@ -52,7 +52,7 @@ class RecordCounts:
 @dataclass(frozen=True)
 class PreprocessReport:
     """The preprocessed tables' run: ``users`` (scored or evaluated), ``items`` (without the padding
-    index), ``training_examples`` (rows of the Petastorm dataset), ``seconds`` of wall time."""
+    index), ``training_examples`` (the examples the trainer cuts from the training sequences), ``seconds`` of wall time."""
 
     run_id: str
     dt: str
@@ -67,7 +67,7 @@ class PreprocessReport:
     @classmethod
     def of(cls, record: dict) -> "PreprocessReport":
         return cls(record["run_id"], record["dt"], record["protocol"], record["users"], record["num_items"] - 1,
-                   RecordCounts.of(record["counts"]), record["train_examples"]["rows"], record["seconds"], record)
+                   RecordCounts.of(record["counts"]), record["train_sequences"]["examples"], record["seconds"], record)
 
     def summary(self) -> str:
         counts = self.counts

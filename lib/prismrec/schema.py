@@ -31,10 +31,11 @@ TARGET_ITEM = "target_item"
 TARGET_ITEMS = "target_items"
 SEEN_ITEMS = "seen_items"
 SPLIT = "split"
-# A user's time-ordered item_idx sequence, and positions in it (the compact training layout
-# that bench/duckdb_peer.py writes: one row per user instead of one per window).
+# The training data holds each training user's item sequence and which of its positions are
+# targets; the trainer's input pipeline cuts one example per target from it.
 SEQ = "seq"
 TARGET_POS = "target_pos"
+SEQUENCE_COLUMNS = (USER_IDX, SEQ, TARGET_POS)
 TRAIN_COLUMNS = (USER_IDX, HIST_ITEMS, HIST_LEN, TARGET_ITEM)
 
 # Outputs.

@@ -88,7 +88,7 @@ def quiet_task_failures(spark):
 
 
 def table_schema(name: str):
-    """Return the Spark StructType of table ``name`` (events, train_examples, histories, recommendations, user_interests, quarantine); raises KeyError for any other name."""
+    """Return the Spark StructType of table ``name`` (events, train_sequences, histories, recommendations, user_interests, quarantine); raises KeyError for any other name."""
     from pyspark.sql import types as T
 
     int_array = T.ArrayType(T.IntegerType(), containsNull=False)
@@ -102,11 +102,10 @@ def table_schema(name: str):
             T.StructField(S.TS, T.TimestampType(), False),
             T.StructField(S.DT, T.DateType(), False),
         ]),
-        "train_examples": T.StructType([
+        "train_sequences": T.StructType([
             T.StructField(S.USER_IDX, T.IntegerType(), False),
-            T.StructField(S.HIST_ITEMS, int_array, False),
-            T.StructField(S.HIST_LEN, T.IntegerType(), False),
-            T.StructField(S.TARGET_ITEM, T.IntegerType(), False),
+            T.StructField(S.SEQ, int_array, False),
+            T.StructField(S.TARGET_POS, int_array, False),
         ]),
         "histories": T.StructType([
             T.StructField(S.USER_ID, T.StringType(), False),

@@ -19,7 +19,7 @@ from prismrec.nightly import STEPS
 from .conftest import NIGHT, ROOT, finish, manifest, nightly_args
 
 pytestmark = pytest.mark.cluster
-TABLES = ("events", "quarantine", "items", "categories", "train_examples", "eval_users", "histories")
+TABLES = ("events", "quarantine", "items", "categories", "train_sequences", "eval_users", "histories")
 
 
 def table(output: Path, name: str) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def test_executor_lost_during_preprocess_still_writes_the_clean_runs_tables(clus
     for name in TABLES:
         pd.testing.assert_frame_equal(table(output, name), table(clean_night, name), obj=name)
     meta, clean = (json.loads((o / "preprocessed" / "_meta.json").read_text()) for o in (output, clean_night))
-    for key in ("counts", "users_by_split", "num_items", "train_examples", "dt"):
+    for key in ("counts", "users_by_split", "num_items", "train_sequences", "dt"):
         assert meta[key] == clean[key], key
 
 

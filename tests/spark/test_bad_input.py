@@ -102,7 +102,7 @@ def test_too_many_bad_lines_exit_non_zero_and_publish_nothing(tmp_path):
 def snapshot(layout: Layout) -> dict[str, list]:
     """Every preprocessed table's rows, file by file in part order."""
     tables = {}
-    for name in ("events", "quarantine", "items", "categories", "train_examples", "eval_users", "histories"):
+    for name in ("events", "quarantine", "items", "categories", "train_sequences", "eval_users", "histories"):
         files = sorted(Path(layout.table(name)).rglob("*.parquet"),
                        key=lambda p: (str(p.parent), re.sub(r"-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "", p.name)))
         tables[name] = [(str(f.parent.relative_to(layout.table(name))), pq.read_table(f).to_pylist()) for f in files]

@@ -27,9 +27,10 @@ pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 1767225600  # 2026-01-01T00:00:00Z
 MAX_HIST_LEN = 8
-# Small enough that the tiny logs have bot-like users and users whose first target is cut.
+# Small enough that the tiny logs have bot-like users, users whose first target is cut, and
+# users whose targets span several rows of the training data.
 SETTINGS = (f"preprocess.max_hist_len={MAX_HIST_LEN}", "preprocess.max_events_per_user=60",
-            "preprocess.max_examples_per_user=12")
+            "preprocess.max_examples_per_user=12", "preprocess.targets_per_row=5")
 
 
 def load_peer():
@@ -125,16 +126,6 @@ def rows(folder: Path, columns: list[str]) -> list[tuple]:
     return sorted(zip(*values), key=repr)
 
 
-def windows(folder: Path) -> Counter:
-    """Training examples cut from ``train_sequences`` rows: hist = seq[max(0, p − L):p], target = seq[p]."""
-    examples = Counter()
-    for user_idx, seq, target_pos in rows(folder, [S.USER_IDX, S.SEQ, S.TARGET_POS]):
-        for position in target_pos:
-            hist = seq[max(0, position - MAX_HIST_LEN):position]
-            examples[(user_idx, (0,) * (MAX_HIST_LEN - len(hist)) + hist, len(hist), seq[position])] += 1
-    return examples
-
-
 def test_the_peer_mirrors_prismrecs_constants():
     peer = load_peer()
     assert peer.TAOBAO_EVENT_TYPES == sources.TAOBAO_EVENT_TYPES
@@ -182,23 +173,19 @@ def test_same_rows(outputs, table, columns):
                                    "train_sequences"])
 def test_same_column_types(outputs, table):
     prismrec, _, peer, _ = outputs
-    if not (prismrec / table).exists():
-        pytest.skip(f"prismrec writes no {table} yet")
     assert column_types(peer / table) == column_types(prismrec / table)
 
 
 def test_same_training_data(outputs):
     prismrec, _, peer, _ = outputs
     sequences = rows(peer / "train_sequences", [S.USER_IDX, S.SEQ, S.TARGET_POS])
-    # Some users' first target is cut by max_examples_per_user, and their sequence trimmed before it.
-    assert any(len(seq) > len(target_pos) + 1 for _, seq, target_pos in sequences)
-    if (prismrec / "train_sequences").exists():
-        assert sequences == rows(prismrec / "train_sequences", [S.USER_IDX, S.SEQ, S.TARGET_POS])
-        expected = windows(prismrec / "train_sequences")
-    else:
-        columns = [S.USER_IDX, S.HIST_ITEMS, S.HIST_LEN, S.TARGET_ITEM]
-        expected = Counter(rows(prismrec / "train_examples", columns))
-    assert expected and windows(peer / "train_sequences") == expected
+    # Some rows' first target has a history of L events before it, and some users have 12 targets
+    # in rows of 5, 5 and 2.
+    assert any(len(seq) == len(target_pos) + MAX_HIST_LEN for _, seq, target_pos in sequences)
+    by_user = Counter(user_idx for user_idx, _, _ in sequences)
+    assert 3 in by_user.values()
+    assert all(len(target_pos) <= 5 for _, _, target_pos in sequences)
+    assert sequences and sequences == rows(prismrec / "train_sequences", [S.USER_IDX, S.SEQ, S.TARGET_POS])
 
 
 def test_every_scorable_user_has_a_history(outputs):

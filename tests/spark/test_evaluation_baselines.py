@@ -20,7 +20,7 @@ def inputs(spark, time_protocol):
     """(training interactions, test users as a DataFrame and as pandas, num_items) of the time protocol."""
     cfg, meta, _ = time_protocol
     layout = Layout.of(cfg)
-    interactions = training_interactions(spark.read.parquet(layout.table("train_examples"))).cache()
+    interactions = training_interactions(spark.read.parquet(layout.table("train_sequences"))).cache()
     users = spark.read.parquet(layout.table("eval_users")).where(
         (F.col(S.SPLIT) == "test") & (F.size(S.TARGET_ITEMS) > 0))
     return interactions, users, users.toPandas().set_index(S.USER_ID), meta.items + 1

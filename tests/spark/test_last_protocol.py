@@ -10,6 +10,7 @@ import pytest
 from prismrec import schema as S
 from prismrec.config import ConfigError, load_config
 from prismrec.layout import Layout
+from prismrec.preprocess.petastorm_io import examples
 from prismrec.preprocess.stage import run
 
 pytestmark = pytest.mark.spark
@@ -58,7 +59,7 @@ def preprocess_last(spark, tmp: Path, *extra: str):
     layout = Layout.of(cfg)
     eval_users = pd.read_parquet(layout.table("eval_users"))
     eval_users[S.SPLIT] = eval_users[S.SPLIT].astype(str)
-    windows = pd.read_parquet(layout.table("train_examples"))
+    windows = examples(pd.read_parquet(layout.table("train_sequences")), L)
     items = pd.read_parquet(layout.table("items"))
     return meta, eval_users, windows, dict(zip(items[S.ITEM_ID], items[S.ITEM_IDX]))
 

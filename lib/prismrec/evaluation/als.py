@@ -21,7 +21,7 @@ from pyspark.sql import types as T
 
 from prismrec import schema as S
 from prismrec.evaluation import spark_metrics
-from prismrec.evaluation.interactions import user_index
+from prismrec.preprocess.sequences import user_index
 from prismrec.ranking.topk import top_n
 from prismrec.ranking.users import seen, user_batches
 

@@ -54,7 +54,7 @@ def system_rankings(spark: SparkSession, cfg: Config, layout: Layout, users: Dat
     """({system: ``user_id, ranked, …``}, ALS grid report) for every system of ``evaluate.compare``."""
     settings, top_n, threads = cfg.evaluate, max(cfg.evaluate.ks), task_threads(spark)
     frames, als_report = {}, {}
-    interactions = training_interactions(spark.read.parquet(layout.table("train_examples")))
+    interactions = training_interactions(spark.read.parquet(layout.table("train_sequences")))
     for name in settings.compare:
         if name in skip:
             continue
@@ -122,7 +122,7 @@ def other_protocols(cfg: Config) -> dict[str, dict]:
 
 
 def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
-    """Reads the preprocessed eval_users, items and train_examples, every model of ``evaluate.compare``
+    """Reads the preprocessed eval_users, items and train_sequences, every model of ``evaluate.compare``
     and the planted truth when there is one; writes ``<paths.output>/reports/<run_id>/evaluation.{json,md}``
     with its figures, and the stage's entry in ``reports/<run_id>.json``. Raises InputError when there are
     no evaluation users, FileNotFoundError for a compared model that does not exist."""

@@ -1,10 +1,12 @@
-"""Events → vocabularies, time-ordered item sequences, training windows, histories.
+"""Events → vocabularies, time-ordered item sequences, training sequences, histories.
 
 Every function takes and returns DataFrames and runs no action of its own, except
 the vocabulary numbering (:func:`number_rows`), which materialises one sort and
 collects one count per partition.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -19,23 +21,25 @@ EVENTS = "events"
 TRAIN = "train"
 
 
-def number_rows(frame: DataFrame, order: list[Column], name: str) -> DataFrame:
+def number_rows(frame: DataFrame, order: list[Column], name: str,
+                hold: Callable[[DataFrame], DataFrame] = DataFrame.localCheckpoint) -> DataFrame:
     """``frame`` with ``name``: int 1..n in ``order``, which must be total (no ties), as one global sort.
 
     A ``Window.orderBy`` without a partition would move every row into one task. Here the
     sort is range-partitioned (each partition holds one contiguous slice of the order)
-    and materialised once with ``localCheckpoint``, so that both passes read the same
-    partitions (a recomputed sort may sample other range bounds); ``frame`` is
-    materialised before it, so it is computed once. The driver collects one
-    ``(partition, first row id, rows)`` triple per partition, and each row's number is
-    the rows of the partitions before it plus its place in its own. Runs three actions.
+    and held once (``hold``: ``localCheckpoint`` by default, or a caller's persist that it
+    releases when done), so that both passes read the same partitions (a recomputed sort
+    may sample other range bounds); ``frame`` is held before it, so it is computed once.
+    The driver collects one ``(partition, first row id, rows)`` triple per partition, and
+    each row's number is the rows of the partitions before it plus its place in its own.
+    Runs three actions.
     """
     part, row = "_part", "_row"
     # The input is materialised first: the sort's range-bound sampling and the sort itself
     # would otherwise each compute it (a pass over every event for the item counts).
     # monotonically_increasing_id: partition id in the upper bits, consecutive row numbers below.
-    ordered = frame.localCheckpoint().orderBy(*order).select(
-        "*", F.spark_partition_id().alias(part), F.monotonically_increasing_id().alias(row)).localCheckpoint()
+    ordered = hold(hold(frame).orderBy(*order).select(
+        "*", F.spark_partition_id().alias(part), F.monotonically_increasing_id().alias(row)))
     sizes = sorted(ordered.groupBy(part).agg(F.min(row).alias("first"), F.count(F.lit(1)).alias("rows")).collect(),
                    key=lambda size: size[part])
     shift, before = [], 0
@@ -46,30 +50,32 @@ def number_rows(frame: DataFrame, order: list[Column], name: str) -> DataFrame:
     return ordered.select(number.cast("int").alias(name), *frame.columns)
 
 
-def item_vocabulary(events: DataFrame) -> DataFrame:
+def item_vocabulary(events: DataFrame, hold: Callable[[DataFrame], DataFrame] = DataFrame.localCheckpoint) -> DataFrame:
     """``item_idx ≥ 1, item_id, category_id, count`` by descending count (ties: item_id).
 
     ``count`` is the item's events. An item's category is its most frequent one among
     its events; a tie goes to the smallest ``category_id`` as a string (``"102"`` before
-    ``"99"``). Numbered by :func:`number_rows` (three actions, no one-partition window).
+    ``"99"``). Numbered by :func:`number_rows` (three actions, no one-partition window;
+    ``hold`` as there).
     """
     per_category = events.groupBy(S.ITEM_ID, S.CATEGORY_ID).agg(F.count(F.lit(1)).alias("_events"))
     # min over (−events, category): the most events first, then the smallest category.
     counts = per_category.groupBy(S.ITEM_ID).agg(
         F.sum("_events").cast("long").alias(S.COUNT),
         F.min(F.struct(-F.col("_events"), F.col(S.CATEGORY_ID))).getField(S.CATEGORY_ID).alias(S.CATEGORY_ID))
-    numbered = number_rows(counts, [F.desc(S.COUNT), F.asc(S.ITEM_ID)], S.ITEM_IDX)
+    numbered = number_rows(counts, [F.desc(S.COUNT), F.asc(S.ITEM_ID)], S.ITEM_IDX, hold)
     return numbered.select(S.ITEM_IDX, S.ITEM_ID, S.CATEGORY_ID, S.COUNT)
 
 
-def category_vocabulary(items: DataFrame) -> DataFrame:
+def category_vocabulary(items: DataFrame,
+                        hold: Callable[[DataFrame], DataFrame] = DataFrame.localCheckpoint) -> DataFrame:
     """``category_idx ≥ 1, category_id, count`` (count = events), by descending count (ties: category_id).
 
     ``items``: ``category_id, count`` per item, as from :func:`item_vocabulary`.
-    Numbered by :func:`number_rows`.
+    Numbered by :func:`number_rows` (``hold`` as there).
     """
     counts = items.groupBy(S.CATEGORY_ID).agg(F.sum(S.COUNT).cast("long").alias(S.COUNT))
-    numbered = number_rows(counts, [F.desc(S.COUNT), F.asc(S.CATEGORY_ID)], S.CATEGORY_IDX)
+    numbered = number_rows(counts, [F.desc(S.COUNT), F.asc(S.CATEGORY_ID)], S.CATEGORY_IDX, hold)
     return numbered.select(S.CATEGORY_IDX, S.CATEGORY_ID, S.COUNT)
 
 
@@ -110,40 +116,55 @@ def left_pad(items: Column, length: int) -> Column:
     return F.concat(pad, tail)
 
 
-def training_windows(sequences: DataFrame, max_hist_len: int, max_examples_per_user: int,
-                     sampling: str = "recent", seed: int = 0, num_files: int = 1) -> DataFrame:
-    """Sliding windows: target = item at position t ≥ 1, history = up to L items before it.
+def user_index(user_id: Column) -> Column:
+    """The ``user_idx`` (int, 0 ≤ idx < 2³¹ − 1) the training data carries for ``user_id``: a hash, no vocabulary."""
+    return F.pmod(F.xxhash64(user_id), F.lit(2**31 - 1)).cast("int")
 
-    Keeps ``max_examples_per_user`` windows per user: the most recent (``recent``) or a
-    seeded random choice (``random``: the smallest ``xxhash64(user_id, t, seed)``). Output:
-    ``user_idx, hist_items int[L], hist_len, target_item`` plus ``_order``, a reproducible
-    shuffle key, in ``num_files`` partitions by ``user_idx`` (one per training file).
+
+def training_sequences(sequences: DataFrame, max_hist_len: int, max_examples_per_user: int,
+                       sampling: str = "recent", seed: int = 0, num_files: int = 1,
+                       targets_per_row: int = 16) -> DataFrame:
+    """Each training user's targets and the events they read: the training data, not yet cut into windows.
+
+    A target is an item at position t ≥ 1 (0-based) of the user's time-ordered sequence; its
+    history is the up to L items before it. Of the n − 1 possible targets a user keeps
+    ``max_examples_per_user`` (E): the most recent (``recent``) or a seeded random choice
+    (``random``: the smallest ``xxhash64(user_id, t, seed)``). The kept targets, ascending, are
+    cut into rows of at most ``targets_per_row`` (C) consecutive ones. A row's ``seq`` is the part
+    of the user's sequence its examples read, from max(0, first target − L) to its last target
+    (at most L + C events), and ``target_pos`` holds its targets' positions in that ``seq``. The
+    trainer's input pipeline cuts the examples (:func:`prismrec.preprocess.petastorm_io.examples`),
+    so the data holds about (L + 2C) / C values per example instead of L + 3. Rows, not users,
+    are the unit the reader's shuffle mixes: a row group holds rows of many users.
+
+    Output: ``user_idx, seq array<int>, target_pos array<int>`` plus ``_order``, a seeded
+    random shuffle key (``xxhash64(user_id, row number, seed)``), in ``num_files`` partitions
+    by ``user_idx`` and row number (one per training file); users with fewer than two events
+    have no row.
     """
     length = F.col(SEQ_LEN)
     if sampling == "recent":
         first = F.greatest(F.lit(1), length - max_examples_per_user)
-        chosen = F.when(length >= 2, F.sequence(first, length - 1)).otherwise(F.array().cast("array<int>"))
+        chosen = F.sequence(first, length - 1)
     else:
-        # Every candidate position keyed by its draw; the lowest keys are kept.
-        candidates = F.when(length >= 2, F.sequence(F.lit(1), length - 1)).otherwise(F.array().cast("array<int>"))
-        draws = F.transform(candidates, lambda t: F.struct(F.xxhash64(S.USER_ID, t, F.lit(seed)).alias("draw"),
-                                                           t.alias(POS)))
-        chosen = F.slice(F.sort_array(draws), 1, max_examples_per_user).getField(POS)
-    # Shuffle whole sequences (not L-wide windows) into their files, then cut the windows.
-    users = (sequences.select(F.pmod(F.xxhash64(S.USER_ID), F.lit(2**31 - 1)).cast("int").alias(S.USER_IDX),
-                              S.USER_ID, SEQ, chosen.alias("_chosen"))
-             .repartition(num_files, S.USER_IDX))
-    exploded = users.select(S.USER_IDX, S.USER_ID, SEQ, F.explode("_chosen").alias(POS))
-    start = F.greatest(F.lit(1), F.col(POS) - max_hist_len + 1)
-    hist = F.slice(SEQ, start, F.col(POS) - start + 1)
-    return exploded.select(
-        S.USER_IDX,
-        left_pad(hist, max_hist_len).alias(S.HIST_ITEMS),
-        F.size(hist).cast("int").alias(S.HIST_LEN),
-        F.element_at(SEQ, F.col(POS) + 1).cast("int").alias(S.TARGET_ITEM),
-        # An arbitrary but reproducible order, so consecutive rows are not one user's.
-        F.xxhash64(S.USER_ID, POS).alias("_order"),
-    )
+        # Every candidate position keyed by its draw; the lowest keys are kept, then put back in order.
+        draws = F.transform(F.sequence(F.lit(1), length - 1),
+                            lambda t: F.struct(F.xxhash64(S.USER_ID, t, F.lit(seed)).alias("draw"), t.alias(POS)))
+        chosen = F.array_sort(F.slice(F.array_sort(draws), 1, max_examples_per_user).getField(POS))
+    users = sequences.where(length >= 2).select(S.USER_ID, SEQ, chosen.alias("_chosen"))
+    rows = users.select(S.USER_ID, SEQ, "_chosen", F.explode(
+        F.sequence(F.lit(0), F.floor((F.size("_chosen") - 1) / targets_per_row).cast("int"))).alias("_row"))
+    # F.slice and element_at are 1-based.
+    targets = F.slice("_chosen", F.col("_row") * targets_per_row + 1, targets_per_row)
+    offset = F.greatest(F.lit(0), F.element_at("_targets", 1) - max_hist_len)
+    return (rows.select(S.USER_ID, SEQ, "_row", targets.alias("_targets"))
+            .select(user_index(F.col(S.USER_ID)).alias(S.USER_IDX),
+                    F.slice(SEQ, offset + 1, F.element_at("_targets", -1) - offset + 1).alias(S.SEQ),
+                    F.transform("_targets", lambda t: (t - offset).cast("int")).alias(S.TARGET_POS),
+                    F.col("_row"),
+                    F.xxhash64(S.USER_ID, F.col("_row"), F.lit(seed)).alias("_order"))
+            .repartition(num_files, S.USER_IDX, "_row")
+            .drop("_row"))
 
 
 def histories(input_items: Column, max_hist_len: int) -> list[Column]:

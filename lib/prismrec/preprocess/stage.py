@@ -111,7 +111,7 @@ def stage_conf(spark: SparkSession) -> Iterator[None]:
 
 def run(spark: SparkSession, cfg: Config) -> PreprocessReport:
     """Reads ``source.path`` (and ``source.items.path``); writes ``<paths.output>/preprocessed/``: events,
-    quarantine, items, categories, train_examples (Petastorm), eval_users, histories, ``_meta.json``
+    quarantine, items, categories, train_sequences (Petastorm), eval_users, histories, ``_meta.json``
     and ``config.yaml``; on a refusal only ``<paths.output>/refused/quarantine``. Also records the
     report in ``reports/<run_id>.json``. Raises InputError (exit 3) for unreadable or refused input."""
     cached: list[DataFrame] = []  # freed however the stage ends
@@ -134,10 +134,11 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> Preproces
     layout, settings = Layout.of(cfg), cfg.preprocess
     checked = validate.split_quarantine(read_source(spark, cfg), validation_rules(cfg), "")[0]
     with job_group(spark, "preprocess", "read, validate, deduplicate, filter and count input records"):
-        deduplicated = cache(deduplicate(checked, settings.max_events_per_user))
-        # Cached too: each step that reads the tagged records broadcasts them again.
-        item_events = cache(item_event_counts(deduplicated))
-        tagged = tag_filters(deduplicated, item_events, cfg)
+        # The records, deduplicated and tagged with their filter rule: the one thing the stage
+        # holds. The per-item counts the tags need are computed from the same shuffle output
+        # (Spark reuses the exchange of the deduplication for both branches of the join).
+        deduplicated = deduplicate(checked, settings.max_events_per_user)
+        tagged = cache(tag_filters(deduplicated, item_event_counts(deduplicated), cfg))
         counts, last_day = count_records(tagged)
     quarantined = sum(counts["quarantined"].values())
     logger.info("preprocess: %d input records, %d quarantined %s; kept %d events; %d duplicates; filtered %s "
@@ -162,7 +163,13 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> Preproces
     with job_group(spark, "preprocess", "write events, quarantine and vocabularies"):
         # The catalogue's categories replace the events' own before categories are counted.
         listed = catalogue.for_source(spark, cfg.source, source_path(cfg))
-        items = cache(catalogue.with_catalogue(sequences.item_vocabulary(kept), listed))
+        vocabulary: list[DataFrame] = []  # held while the vocabularies are written, then released
+
+        def hold(frame: DataFrame) -> DataFrame:
+            vocabulary.append(cache(frame))
+            return frame
+
+        items = hold(catalogue.with_catalogue(sequences.item_vocabulary(kept, hold), listed))
         coverage = catalogue.coverage(items) if listed is not None else None
         if coverage:
             logger.info("preprocess: item catalogue: %d items missing from it, %d with duplicate rows",
@@ -171,33 +178,39 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> Preproces
         # part files, read in name order, are in index order too; no step moves them into one task.
         (items.drop(catalogue.CATALOGUE_ROWS).sortWithinPartitions(S.ITEM_IDX)
          .write.mode("overwrite").parquet(layout.table("items")))
-        (sequences.category_vocabulary(items).sortWithinPartitions(S.CATEGORY_IDX)
+        (sequences.category_vocabulary(items, hold).sortWithinPartitions(S.CATEGORY_IDX)
          .write.mode("overwrite").parquet(layout.table("categories")))
         # Ids and timestamps are near-unique per file: a dictionary would overflow and fall
         # back to plain encoding after paying for the lookups (Parquet's per-column option).
         no_dictionary = {f"parquet.enable.dictionary#{column}": "false" for column in (S.USER_ID, S.ITEM_ID, S.TS)}
         kept.write.mode("overwrite").options(**no_dictionary).partitionBy(S.DT).parquet(layout.table("events"))
         quarantine.write.mode("overwrite").parquet(layout.table("quarantine"))
+        for frame in vocabulary:
+            frame.unpersist()
         logger.info("preprocess: wrote events and vocabularies (%.1fs)", time.time() - started)
 
-    with job_group(spark, "preprocess", "build sequences, write training data and histories"):
+    with job_group(spark, "preprocess", "build sequences, write training sequences, evaluation users and histories"):
         # Users filtered out of training for short histories are still scored; bots are not.
         scorable = tagged.where(valid & (F.col(FILTER).isNull() | (F.col(FILTER) != "max_events_per_user")))
-        per_user = cache(sequences.user_events(scorable, items, F.col(FILTER).isNull()))
+        # The item vocabulary as written, not held from the step before.
+        written_items = spark.read.parquet(layout.table("items"))
+        # Held within this step only: each of its three tables reads it.
+        per_user = cache(sequences.user_events(scorable, written_items, F.col(FILTER).isNull()))
         user_seqs = (sequences.user_sequences(per_user, time_cutoff)
                      .withColumn(S.SPLIT, user_split(F.col(S.USER_ID), settings.valid_fraction,
                                                      settings.test_fraction, cfg.run.seed)))
         train_seqs, eval_users = split_sequences(user_seqs, cfg)
-        examples = sequences.training_windows(train_seqs, settings.max_hist_len, settings.max_examples_per_user,
-                                              settings.example_sampling, cfg.run.seed, settings.num_files)
-        petastorm_io.write_examples(examples, layout.table("train_examples"), settings.max_hist_len,
-                                    settings.row_group_rows)
+        training = sequences.training_sequences(train_seqs, settings.max_hist_len, settings.max_examples_per_user,
+                                                settings.example_sampling, cfg.run.seed, settings.num_files,
+                                                settings.targets_per_row)
+        petastorm_io.write_sequences(training, layout.table("train_sequences"), settings.row_group_rows,
+                                     settings.max_hist_len, settings.targets_per_row)
         (eval_users.repartition(2, S.USER_ID).sortWithinPartitions(S.USER_ID)
          .write.mode("overwrite").partitionBy(S.SPLIT).parquet(layout.table("eval_users")))
         (sequences.scoring_histories(per_user, settings.max_hist_len, cfg.score.exclude_event_types)
          .repartition(spark.sparkContext.defaultParallelism, S.USER_ID)
          .sortWithinPartitions(S.USER_ID).write.mode("overwrite").parquet(layout.table("histories")))
-        logger.info("preprocess: wrote training examples and histories (%.1fs)", time.time() - started)
+        logger.info("preprocess: wrote training sequences, evaluation users and histories (%.1fs)", time.time() - started)
 
     splits = user_seqs.select(S.SPLIT)
     if settings.protocol == "last":
@@ -208,12 +221,13 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> Preproces
         logger.warning("preprocess: no evaluation users under the %s protocol: no user has a held-out event; "
                        "evaluate and training's validation need some", settings.protocol)
     split_counts = {row[S.SPLIT]: row["count"] for row in splits.groupBy(S.SPLIT).count().collect()}
-    num_items = items.agg(F.max(S.ITEM_IDX)).first()[0] + 1
-    train_layout = petastorm_io.parquet_layout(layout.table("train_examples"))
+    num_items = written_items.agg(F.max(S.ITEM_IDX)).first()[0] + 1
+    # Files, row groups, bytes and the examples the trainer will cut, from the files' footers.
+    train_layout = petastorm_io.parquet_layout(layout.table("train_sequences"))
     # Under `last` every user is a training user and the split counts overlap.
     num_users = split_counts.get("train", 0) if settings.protocol == "last" else sum(split_counts.values())
     meta = {"run_id": run_id, "dt": dt, "protocol": settings.protocol, "num_items": int(num_items), "users": num_users,
-            "counts": counts, "users_by_split": split_counts, "train_examples": train_layout,
+            "counts": counts, "users_by_split": split_counts, "train_sequences": train_layout,
             "max_hist_len": settings.max_hist_len, "catalogue": coverage, "config_hash": cfg.config_hash()}
     layout.meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
     cfg.save(layout.preprocessed / "config.yaml")

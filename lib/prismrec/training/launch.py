@@ -20,9 +20,9 @@ import numpy as np
 
 from prismrec import schema as S
 from prismrec.config import Config, ConfigError
-from prismrec.errors import EXIT_REFUSED, PrismrecError
+from prismrec.errors import EXIT_REFUSED, InputError, PrismrecError
 from prismrec.layout import Layout, record_stage
-from prismrec.preprocess.petastorm_io import check_shardable, parquet_layout
+from prismrec.preprocess.petastorm_io import file_examples, rank_files
 from prismrec.reports import TrainReport
 from prismrec.training.loop import train_rank
 
@@ -59,9 +59,12 @@ def num_ranks(cfg: Config) -> int:
 def build_spec(cfg: Config, model_id: str | None = None, resume: bool = False) -> dict:
     """What every rank needs (config, data and model paths, item statistics, steps per epoch).
 
+    Each rank reads whole training files (``rank_files``), handed out so that the ranks' example
+    counts (``rank_examples``) are as equal as the files allow (``petastorm_io.rank_files``).
+
     Raises ConfigError when the data was preprocessed with another ``preprocess.max_hist_len``,
-    ValueError when the data cannot give every rank a step, FileNotFoundError for ``--resume``
-    without a checkpoint."""
+    ValueError when the data has fewer files than ranks or cannot give every rank a step,
+    FileNotFoundError for ``--resume`` without a checkpoint."""
     layout = Layout.of(cfg)
     meta = layout.read_meta()
     if meta["max_hist_len"] != cfg.preprocess.max_hist_len:
@@ -69,14 +72,18 @@ def build_spec(cfg: Config, model_id: str | None = None, resume: bool = False) -
         raise ConfigError(f"preprocess.max_hist_len is {cfg.preprocess.max_hist_len} but the data under "
                           f"{layout.preprocessed} was preprocessed with {meta['max_hist_len']}; set "
                           f"--set preprocess.max_hist_len={meta['max_hist_len']}, or preprocess again")
-    data_path = layout.table("train_examples")
-    data_layout = parquet_layout(data_path)
+    if "train_sequences" not in meta:
+        raise InputError(f"the data under {layout.preprocessed} was preprocessed by an earlier prismrec, which "
+                         f"wrote training windows instead of training sequences; run `prismrec preprocess` again")
+    data_path = layout.table("train_sequences")
     ranks = num_ranks(cfg)
-    check_shardable(data_layout, data_path, ranks)
-    steps = data_layout["rows"] // (cfg.train.batch_size * ranks)
+    counts = file_examples(data_path)
+    shares = rank_files(counts, ranks, data_path)
+    examples = sum(counts.values())
+    steps = examples // (cfg.train.batch_size * ranks)
     if steps < 1:
         raise ValueError(f"train.batch_size={cfg.train.batch_size} × {ranks} ranks exceeds the "
-                         f"{data_layout['rows']} training examples; lower train.batch_size")
+                         f"{examples} training examples; lower train.batch_size")
     model_id = model_id or f"{meta['run_id']}-{cfg.model.encoder}"
     checkpoint_dir = layout.root / "checkpoints" / model_id
     if not resume:
@@ -85,7 +92,9 @@ def build_spec(cfg: Config, model_id: str | None = None, resume: bool = False) -
         raise FileNotFoundError(f"--resume: no checkpoint under {checkpoint_dir}; train without --resume")
     return {
         "config": cfg.to_dict(), "config_hash": cfg.config_hash(),
-        "data_path": data_path, "items_path": layout.table("items"),
+        "data_path": data_path, "rank_files": [[str(Path(data_path) / name) for name in share] for share in shares],
+        "rank_examples": [sum(counts[name] for name in share) for share in shares],
+        "items_path": layout.table("items"),
         "valid_path": str(Path(layout.table("eval_users")) / f"{S.SPLIT}=valid"),
         "num_items": meta["num_items"], **item_statistics(layout, meta["num_items"]),
         "steps_per_epoch": steps, "model_dir": str(layout.model_dir(model_id)),
@@ -201,14 +210,15 @@ def check_results(results: list[dict], ranks: int) -> None:
 
 def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -> TrainReport:
     """Train with ``cfg.train.launcher`` on ``cfg.train.ranks`` ranks. Reads the preprocessed
-    train_examples and eval_users; writes the artifact to ``<paths.output>/models/<model_id>``
+    train_sequences and eval_users; writes the artifact to ``<paths.output>/models/<model_id>``
     (default: run name and encoder), checkpoints under ``checkpoints/<model_id>``, and
     ``models/LATEST``. Raises TrainingError (exit 4) when a rank fails or the ranks disagree."""
     started = time.time()
     spec = build_spec(cfg, model_id, resume)
     ranks = num_ranks(cfg)
-    logger.info("train: %s launcher, %d rank(s), %d steps/epoch × %d epochs, model %s",
-                cfg.train.launcher, ranks, spec["steps_per_epoch"], cfg.train.epochs, spec["model_dir"])
+    logger.info("train: %s launcher, %d rank(s) reading %s examples, %d steps/epoch × %d epochs, model %s",
+                cfg.train.launcher, ranks, " / ".join(f"{n:,}" for n in spec["rank_examples"]),
+                spec["steps_per_epoch"], cfg.train.epochs, spec["model_dir"])
     try:
         results = sorted(launch(spec, cfg.train.launcher, ranks, cfg.train.rank_timeout_s), key=lambda r: r["rank"])
     except TrainingError:
@@ -219,7 +229,7 @@ def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -
     report = {"model_dir": spec["model_dir"], "launcher": cfg.train.launcher, "ranks": ranks,
               "steps_per_rank": results[0]["steps"], "final_loss": results[0]["loss"],
               "epochs": results[0]["epochs"], "best_valid_ndcg@50": results[0]["best_valid_ndcg"],
-              "rank_results": results, "seconds": round(time.time() - started, 2)}
+              "rank_results": results, "rank_examples": spec["rank_examples"], "seconds": round(time.time() - started, 2)}
     record_stage(Layout.of(cfg), spec["run_id"], "train", report)
     Layout.of(cfg).latest_model.write_text(Path(spec["model_dir"]).name + "\n")
     trained = TrainReport.of(report)

@@ -152,7 +152,8 @@ def train_rank(spec: dict) -> dict:
         losses, epoch_started = [], time.time()
         # A fresh reader per epoch, seeded by the epoch, and stateless negative sampling seeded by
         # the step: an epoch sees the same data and negatives whether or not the run was resumed.
-        with sharded_batches(spec["data_path"], rank, size, train.batch_size, train.seed + 1000 * epoch) as batches:
+        with sharded_batches(spec["rank_files"][rank], train.batch_size, train.seed + 1000 * epoch + rank,
+                             cfg.preprocess.max_hist_len) as batches:
             batch_iter = iter(batches)
             for step in range(steps_per_epoch):
                 global_step = epoch * steps_per_epoch + step
