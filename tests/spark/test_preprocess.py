@@ -83,6 +83,7 @@ def test_rank_files_cover_every_example_once_in_near_equal_shares(preprocessed):
 
 
 def test_rank_files_balance_examples_longest_first():
+    from prismrec.errors import InputError
     from prismrec.preprocess.petastorm_io import rank_files
 
     counts = {"a": 10, "b": 7, "c": 6, "d": 5, "e": 2}
@@ -91,8 +92,12 @@ def test_rank_files_balance_examples_longest_first():
     # a → 0 (10); b → 1 (7); c → 2 (6); d → 2 (11); e → 1 (9).
     assert rank_files(counts, 3, "data") == [["a"], ["b", "e"], ["c", "d"]]
     assert rank_files({"x": 3, "y": 3}, 2, "data") == [["x"], ["y"]]
-    with pytest.raises(ValueError, match="training data at data has 5 file.*6 ranks.*preprocess.num_files"):
+    with pytest.raises(InputError, match="training data at data has 5 file.*6 rank.*train.num_proc"):
         rank_files(counts, 6, "data")
+    # A file without examples is never a rank's whole share.
+    assert rank_files({"a": 10, "b": 0, "c": 5}, 2, "data") == [["a"], ["c"]]
+    with pytest.raises(InputError, match="has 2 file.*3 rank.*2 of 3 files have rows"):
+        rank_files({"a": 10, "b": 0, "c": 5}, 3, "data")
 
 
 def test_training_sequences_give_every_window_of_each_training_user(spark, preprocessed):

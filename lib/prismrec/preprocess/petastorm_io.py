@@ -29,7 +29,8 @@ def write_sequences(sequences, path: str, row_group_rows: int, max_hist_len: int
     One file per partition of ``sequences`` (``sequences.training_sequences`` makes ``num_files``),
     its rows in ``_order``. ``row_group_rows``: examples per row group, roughly: ``parquet.block.size``
     is in bytes of the writer's buffered data, about 4 · (L + 2C) / C bytes per example for rows of
-    up to C targets and their L events of history (int32 values).
+    up to C consecutive targets and their L events of history (int32 values; rows of
+    ``random`` targets span more events, so their row groups hold fewer examples).
     """
     example_bytes = 4 * (max_hist_len + 2 * targets_per_row) / targets_per_row
     (sequences.sortWithinPartitions("_order")
@@ -127,28 +128,35 @@ def parquet_layout(path: str) -> dict:
 def rank_files(counts: dict[str, int], num_ranks: int, path: str) -> list[list[str]]:
     """Hand whole files to ranks so their example counts are as equal as the files allow.
 
-    ``counts``: ``{file name: examples}`` (:func:`file_examples`). Longest-processing-time
-    order: the file with the most examples goes to the rank with the fewest so far (ties to
-    the lower rank, files by name), so no rank's share exceeds the mean by more than one
-    file's examples. Returns each rank's file names, sorted.
+    ``counts``: ``{file name: examples}`` (:func:`file_examples`); files without examples
+    are left out. Longest-processing-time order: the file with the most examples goes to
+    the rank with the fewest so far (ties to the lower rank, files by name), so no rank's
+    share exceeds the mean by more than one file's examples. Returns each rank's file
+    names, sorted.
 
-    Petastorm's own sharding (``cur_shard``) hands row groups round-robin, and a row group here
-    holds whole users, so shares followed the row groups' sizes (on MovieLens-100K 67,837
-    against 12,028 examples) and the smaller rank went over its data several times an epoch.
+    Petastorm's own sharding (``cur_shard``) hands row groups round-robin, so shares follow
+    the row groups' sizes (with one row per user, on MovieLens-100K 67,837 against 12,028
+    examples) and the smaller rank goes over its data several times an epoch.
 
-    Raises ValueError when there are fewer files than ranks (some rank would get no data).
+    Raises InputError (exit 3) when fewer files than ranks hold examples (some rank would
+    get no data and wait for a batch forever).
     """
-    if len(counts) < num_ranks:
-        raise ValueError(
-            f"training data at {path} has {len(counts)} file(s) but training uses {num_ranks} ranks, so "
-            f"some ranks would get no data; raise preprocess.num_files and preprocess again, or use "
-            f"fewer train.num_proc")
+    from prismrec.errors import InputError
+
+    filled = {name: count for name, count in counts.items() if count > 0}
+    if len(filled) < max(num_ranks, 1):
+        raise InputError(
+            f"training data at {path} has {len(filled)} file(s) with training examples but training uses "
+            f"{num_ranks} rank(s), so some rank would get no data; use fewer train.num_proc, or preprocess "
+            f"again with a larger preprocess.num_files (a file holds the rows of some training users, so "
+            f"that helps only when there are more rows than files: {len(filled)} of {len(counts)} files "
+            f"have rows)")
     shares: list[list[str]] = [[] for _ in range(num_ranks)]
     totals = [0] * num_ranks
-    for name in sorted(counts, key=lambda name: (-counts[name], name)):
+    for name in sorted(filled, key=lambda name: (-filled[name], name)):
         rank = min(range(num_ranks), key=lambda r: (totals[r], r))
         shares[rank].append(name)
-        totals[rank] += counts[name]
+        totals[rank] += filled[name]
     return [sorted(share) for share in shares]
 
 

@@ -132,9 +132,11 @@ def training_sequences(sequences: DataFrame, max_hist_len: int, max_examples_per
     (``random``: the smallest ``xxhash64(user_id, t, seed)``). The kept targets, ascending, are
     cut into rows of at most ``targets_per_row`` (C) consecutive ones. A row's ``seq`` is the part
     of the user's sequence its examples read, from max(0, first target − L) to its last target
-    (at most L + C events), and ``target_pos`` holds its targets' positions in that ``seq``. The
-    trainer's input pipeline cuts the examples (:func:`prismrec.preprocess.petastorm_io.examples`),
-    so the data holds about (L + 2C) / C values per example instead of L + 3. Rows, not users,
+    (under ``recent`` at most L + C events; ``random`` targets are spread out, so a row spans
+    the events between them too), and ``target_pos`` holds its targets' positions in that
+    ``seq``. The trainer's input pipeline cuts the examples
+    (:func:`prismrec.preprocess.petastorm_io.examples`), so under ``recent`` the data holds
+    about (L + 2C) / C values per example instead of L + 3. Rows, not users,
     are the unit the reader's shuffle mixes: a row group holds rows of many users.
 
     Output: ``user_idx, seq array<int>, target_pos array<int>`` plus ``_order``, a seeded

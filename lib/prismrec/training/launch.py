@@ -63,8 +63,8 @@ def build_spec(cfg: Config, model_id: str | None = None, resume: bool = False) -
     counts (``rank_examples``) are as equal as the files allow (``petastorm_io.rank_files``).
 
     Raises ConfigError when the data was preprocessed with another ``preprocess.max_hist_len``,
-    ValueError when the data has fewer files than ranks or cannot give every rank a step,
-    FileNotFoundError for ``--resume`` without a checkpoint."""
+    InputError (exit 3) when fewer files than ranks hold examples or the data cannot give every
+    rank a step, FileNotFoundError for ``--resume`` without a checkpoint."""
     layout = Layout.of(cfg)
     meta = layout.read_meta()
     if meta["max_hist_len"] != cfg.preprocess.max_hist_len:
@@ -82,7 +82,7 @@ def build_spec(cfg: Config, model_id: str | None = None, resume: bool = False) -
     examples = sum(counts.values())
     steps = examples // (cfg.train.batch_size * ranks)
     if steps < 1:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} × {ranks} ranks exceeds the "
+        raise InputError(f"train.batch_size={cfg.train.batch_size} × {ranks} ranks exceeds the "
                          f"{examples} training examples; lower train.batch_size")
     model_id = model_id or f"{meta['run_id']}-{cfg.model.encoder}"
     checkpoint_dir = layout.root / "checkpoints" / model_id
