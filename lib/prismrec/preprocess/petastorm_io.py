@@ -92,37 +92,36 @@ def example_transform(max_hist_len: int, seed: int | None = None):
                          removed_fields=[S.SEQ, S.TARGET_POS])
 
 
-def file_examples(path: str) -> dict[str, int]:
-    """The training examples in each Parquet file of ``path``, from the footers (no data read).
+def footer_examples(meta) -> int:
+    """The training examples of one Parquet file, from its footer (``pyarrow.parquet.FileMetaData``).
 
-    A file's examples are the values of its ``target_pos`` column: one per target position,
-    and every training user has at least one (an empty list would count as one value).
-    Returns ``{file name: examples}`` in name order.
+    They are the values of its ``target_pos`` column: one per target position, and every
+    training row has at least one (an empty list would count as one value).
     """
+    column = next(j for j in range(meta.num_columns) if meta.schema.column(j).path.split(".")[0] == S.TARGET_POS)
+    return sum(meta.row_group(g).column(column).num_values for g in range(meta.num_row_groups))
+
+
+def file_examples(path: str) -> dict[str, int]:
+    """``{file name: training examples}`` of each Parquet file of ``path``, in name order, from the footers."""
     import pyarrow.parquet as pq
 
-    counts = {}
-    for file in sorted(Path(path).glob("*.parquet")):
-        meta = pq.ParquetFile(file).metadata
-        column = next(j for j in range(meta.num_columns)
-                      if meta.schema.column(j).path.split(".")[0] == S.TARGET_POS)
-        counts[file.name] = sum(meta.row_group(g).column(column).num_values for g in range(meta.num_row_groups))
-    return counts
+    return {file.name: footer_examples(pq.ParquetFile(file).metadata) for file in sorted(Path(path).glob("*.parquet"))}
 
 
 def parquet_layout(path: str) -> dict:
-    """Files, row groups, rows (training users), bytes on disk and examples of a Parquet folder, from its footers."""
+    """Files, row groups, rows (training rows), bytes on disk and examples of a Parquet folder, from its footers."""
     import pyarrow.parquet as pq
 
-    files = sorted(p for p in Path(path).glob("*.parquet"))
-    groups = rows = size = 0
-    for file in files:
+    layout = {"files": 0, "row_groups": 0, "rows": 0, "bytes": 0, "examples": 0}
+    for file in sorted(Path(path).glob("*.parquet")):
         meta = pq.ParquetFile(file).metadata
-        groups += meta.num_row_groups
-        rows += meta.num_rows
-        size += file.stat().st_size
-    return {"files": len(files), "row_groups": groups, "rows": rows, "bytes": size,
-            "examples": sum(file_examples(path).values())}
+        layout["files"] += 1
+        layout["row_groups"] += meta.num_row_groups
+        layout["rows"] += meta.num_rows
+        layout["bytes"] += file.stat().st_size
+        layout["examples"] += footer_examples(meta)
+    return layout
 
 
 def rank_files(counts: dict[str, int], num_ranks: int, path: str) -> list[list[str]]:
