@@ -135,13 +135,11 @@ def _run(spark: SparkSession, cfg: Config, cached: list[DataFrame]) -> Preproces
     checked = validate.split_quarantine(read_source(spark, cfg), validation_rules(cfg), "")[0]
     with job_group(spark, "preprocess", "read, validate, deduplicate, filter and count input records"):
         # The records, deduplicated and tagged with their filter rule: the one thing the stage
-        # holds. Both the per-item counts and the tags read the deduplicated records, so they
-        # are held until the tagged records are: without it, Spark reuses the deduplication's
-        # exchange for the two branches of the join but sorts its output twice.
-        deduplicated = cache(deduplicate(checked, settings.max_events_per_user))
+        # holds. The per-item counts the tags need are computed from the same shuffle output
+        # (Spark reuses the exchange of the deduplication for both branches of the join).
+        deduplicated = deduplicate(checked, settings.max_events_per_user)
         tagged = cache(tag_filters(deduplicated, item_event_counts(deduplicated), cfg))
         counts, last_day = count_records(tagged)
-        deduplicated.unpersist()  # the tagged records' cache is complete: nothing reads these again
     quarantined = sum(counts["quarantined"].values())
     logger.info("preprocess: %d input records, %d quarantined %s; kept %d events; %d duplicates; filtered %s "
                 "(%.1fs)", counts["input"], quarantined, counts["quarantined"], counts["kept"], counts["duplicates"],
