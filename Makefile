@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | java-check
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24" "setuptools>=68,<75" wheel "cmake>=3.25,<4"
 	$(PIP) install -q -c $(CONSTRAINTS) tensorflow-cpu keras numpy pyarrow pandas protobuf \
-	  pyspark petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec \
+	  pyspark petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec mlflow-skinny optuna \
 	  pytest nbclient nbformat ipykernel duckdb xxhash venv-pack import-linter
 	$(HOROVOD_FLAGS) $(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) horovod
 	$(PIP) install -q --no-deps --no-build-isolation -e .
@@ -68,7 +68,7 @@ package: setup
 	$(PACK_PYTHON) -m venv $(PACK_VENV)
 	$(PACK_VENV)/bin/pip install -q --upgrade "pip>=24" "setuptools>=68,<75" wheel "cmake>=3.25,<4"
 	$(PACK_VENV)/bin/pip install -q -c $(CONSTRAINTS) tensorflow-cpu keras numpy pyarrow pandas protobuf \
-	  petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec
+	  petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec mlflow-skinny optuna
 	$(HOROVOD_FLAGS) $(PACK_VENV)/bin/pip install -q --no-build-isolation -c $(CONSTRAINTS) horovod
 	$(PACK_VENV)/bin/pip install -q --no-deps dist/prismrec-*.whl
 	# The cluster's Spark provides PySpark (Petastorm's requirement pulls one in); cmake built Horovod.

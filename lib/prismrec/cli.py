@@ -24,6 +24,8 @@ COMMANDS = {
     "explain": "print one user's interests and recommendations with the reason for each",
     "demo": "the whole pipeline on the embedded synthetic logs, every system under both protocols",
     "run": "the nightly run for --date: preprocess → train → evaluate → quality gate → score → promote",
+    "tune": "an Optuna study over tune.space on the preprocessed data, scored by validation NDCG@20; "
+            "writes tuned.yaml (resumes an interrupted study)",
 }
 logger = logging.getLogger("prismrec")
 
@@ -37,7 +39,9 @@ def parser() -> argparse.ArgumentParser:
     for name, help_text in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
         if name != "doctor":
-            sub.add_argument("--conf", help="YAML config layered over the defaults (see conf/base.yaml)")
+            sub.add_argument("--conf", action="append", default=[], metavar="FILE",
+                             help="YAML config layered over the defaults (see conf/base.yaml); repeatable, "
+                                  "each over the one before, e.g. --conf my.yaml --conf tuned.yaml")
             sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override one config key, e.g. --set train.epochs=5 (repeatable)")
             sub.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             from prismrec.scoring.explain import explain
 
             print(explain(cfg, args.user, args.dt))
+        elif args.command == "tune":
+            from prismrec.tuning import run_tune
+
+            run_tune(cfg)
         elif args.command == "run":
             from prismrec.nightly import parse_date, run_night
 

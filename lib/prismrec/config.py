@@ -349,9 +349,12 @@ class TrainSection:
     inter_op_threads: int = 1
     seed: int = 42
     warm_start: str = ""  # a model directory whose weights initialise training; "" = random init
+    weight_decay: float = 0.0  # decoupled weight decay of the optimizer (Loshchilov & Hutter 2019); 0 = none
 
     def __post_init__(self):
         _one_of("train.launcher", self.launcher, ("spark", "horovodrun", "local"))
+        _require(_is_number(self.weight_decay) and self.weight_decay >= 0, "train.weight_decay", self.weight_decay,
+                 "a finite number >= 0")
         _one_of("train.optimizer", self.optimizer, ("adam", "adagrad", "sgd"))
         _one_of("train.lr_schedule", self.lr_schedule, ("constant", "cosine"))
         for name in ("num_proc", "epochs", "batch_size"):
@@ -433,6 +436,63 @@ class NightlySection:
 
 
 @dataclass(frozen=True)
+class TrackingSection:
+    enabled: bool = True
+    uri: str = ""  # "" = MLFLOW_TRACKING_URI, else Databricks' workspace server, else <paths.output>/mlruns
+    experiment: str = "prismrec"  # on Databricks a relative name goes under /Shared/
+
+
+DEFAULT_TUNE_SPACE = {
+    "model.num_interests": {"type": "int", "low": 1, "high": 8},
+    "model.embedding_dim": {"type": "categorical", "choices": [32, 64, 128]},
+    "preprocess.max_hist_len": {"type": "categorical", "choices": [20, 50]},
+    "train.learning_rate": {"type": "float", "low": 0.0003, "high": 0.003, "log": True},
+    "train.temperature": {"type": "float", "low": 0.05, "high": 0.5, "log": True},
+    "train.weight_decay": {"type": "categorical", "choices": [0.0, 0.00001, 0.0001]},
+    "train.epochs": {"type": "int", "low": 5, "high": 30},
+    "score.merge": {"type": "categorical", "choices": ["max", "share"]},
+}
+TUNE_TYPES = ("int", "float", "categorical")
+
+
+def _check_space(space: Any) -> None:
+    """Each ``tune.space`` entry: a dotted config key → {type: int|float (low, high, log) | categorical (choices)}."""
+    _require(isinstance(space, dict) and bool(space), "tune.space", space,
+             "a non-empty mapping of config keys to {type, low, high[, log]} or {type: categorical, choices}")
+    for key, spec in space.items():
+        where = f"tune.space.{key}"
+        _require(isinstance(spec, dict) and spec.get("type") in TUNE_TYPES, where, spec,
+                 f"a mapping with type: {' | '.join(TUNE_TYPES)}")
+        if spec["type"] == "categorical":
+            _require(isinstance(spec.get("choices"), list) and bool(spec["choices"]) and set(spec) == {"type", "choices"},
+                     where, spec, "{type: categorical, choices: [a non-empty list]}")
+            continue
+        low, high, log = spec.get("low"), spec.get("high"), spec.get("log", False)
+        number = _is_int if spec["type"] == "int" else _is_number
+        _require(set(spec) <= {"type", "low", "high", "log"} and number(low) and number(high) and low <= high
+                 and isinstance(log, bool) and (not log or low > 0), where, spec,
+                 f"{{type: {spec['type']}, low, high[, log: true]}} with low <= high (and low > 0 when log)")
+
+
+@dataclass(frozen=True)
+class TuneSection:
+    trials: int = 20  # at most, over every invocation of the study (an interrupted tune resumes)
+    timeout_s: int = 1200  # wall-clock budget of one invocation, seconds
+    study: str = ""  # "" = run.name; the study lives in <paths.output>/tune/<study>/study.db
+    seed: int = 42  # the sampler's seed
+    startup_trials: int = 3  # trials that run in full before the pruner stops any
+    warmup_epochs: int = 2  # epochs every trial runs at least: the pruner's first look is after this epoch
+    space: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_TUNE_SPACE)))
+
+    def __post_init__(self):
+        for name in ("trials", "timeout_s"):
+            _at_least(f"tune.{name}", getattr(self, name), 1)
+        for name in ("startup_trials", "warmup_epochs", "seed"):
+            _at_least(f"tune.{name}", getattr(self, name), 0)
+        _check_space(self.space)
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunSection = field(default_factory=RunSection)
     paths: PathsSection = field(default_factory=PathsSection)
@@ -445,6 +505,8 @@ class Config:
     score: ScoreSection = field(default_factory=ScoreSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     nightly: NightlySection = field(default_factory=NightlySection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+    tune: TuneSection = field(default_factory=TuneSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -540,7 +602,8 @@ def _build(cls: type, data: dict, prefix: str, origin_of: OriginOf) -> Any:
 def _merge(base: dict, update: dict) -> dict:
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "conf":
+        # spark.conf and tune.space are replaced whole: a layer states all of them.
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("conf", "space"):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
@@ -583,11 +646,13 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
                           f"characters as a quoted YAML string, e.g. --set '{key}=\"\\t\"' for a tab") from None
 
 
-def load_config(conf: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Resolve the defaults, then ``conf`` (a YAML path), then ``overrides`` (``a.b=c``), and check the result."""
+def load_config(conf: str | Path | list | tuple | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve the defaults, then ``conf`` (a YAML path, or several, each layered over the one before),
+    then ``overrides`` (``a.b=c``), and check the result."""
     layers: list[tuple[dict, str]] = []
-    if conf:
-        layers.append((_read_yaml(Path(conf)), str(conf)))
+    for path in ([] if not conf else conf if isinstance(conf, (list, tuple)) else [conf]):
+        layers.append((_read_yaml(Path(path)), str(path)))
     for item in overrides:
         keys, value = _parse_override(item)
         nested: dict = {keys[-1]: value}

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from prismrec import errors
-from prismrec import stages
+from prismrec import stages, tracking
 from prismrec.config import Config, ConfigError, redact
 from prismrec.errors import EXIT_BUSY, EXIT_REFUSED, PrismrecError
 from prismrec.layout import Layout, record_stage, write_json
@@ -236,14 +236,26 @@ class Night:
         return {"split": report.split, "users": report.users, GATE_METRIC: model[GATE_METRIC],
                 "recall@50": model["recall@50"], **baselines, "report": report.files["json"]}
 
+    def track(self, metrics: dict, tags: dict) -> None:
+        """Add the gate's or the publish's figures and decision to tonight's model's MLflow run."""
+        tracker = tracking.model_run(self.cfg, self.model_id)
+        tracker.log_metrics(metrics)
+        tracker.set_tags(tags)
+
     def quality_gate(self) -> dict:
         new = self.manifest["steps"]["evaluate"]["counts"][GATE_METRIC]
         promoted = read_promoted(self.layout)
         if promoted is None:
+            self.track({f"gate.tonight_{GATE_METRIC}": new}, {"gate.decision": "passed", "gate.dt": self.dt,
+                                                                "gate.reason": "no promoted model yet"})
             return {"decision": "promote", "reason": "no promoted model yet", GATE_METRIC: new}
         floor = promoted[GATE_METRIC] * (1.0 - self.cfg.nightly.max_ndcg_drop)
         decision = {GATE_METRIC: new, "promoted_model_id": promoted["model_id"],
                     f"promoted_{GATE_METRIC}": promoted[GATE_METRIC], "floor": floor}
+        self.track({f"gate.tonight_{GATE_METRIC}": new, f"gate.promoted_{GATE_METRIC}": promoted[GATE_METRIC],
+                    "gate.floor": floor},
+                   {"gate.decision": "refused" if new < floor else "passed", "gate.dt": self.dt,
+                    "gate.promoted_model_id": promoted["model_id"]})
         if new < floor:
             raise QualityGateError(
                 f"validation {GATE_METRIC} {new:.4f} of model {self.model_id} is below {floor:.4f}, "
@@ -268,6 +280,8 @@ class Night:
                   "recommendations": str(self.layout.output_table("recommendations", self.dt)),
                   "user_interests": str(self.layout.output_table("user_interests", self.dt))}
         write_json(promoted_path(self.layout), record)
+        self.track({}, {"published.dt": self.dt, "published.recommendations": record["recommendations"],
+                        "published.user_interests": record["user_interests"], "promoted": "true"})
         # The model is exported; its checkpoints served only a resume of this night's training.
         shutil.rmtree(self.layout.root / "checkpoints" / self.model_id, ignore_errors=True)
         latest = self.layout.latest_model

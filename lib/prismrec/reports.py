@@ -79,18 +79,20 @@ class PreprocessReport:
 @dataclass(frozen=True)
 class Epoch:
     """One training epoch's rank-averaged figures: ``loss``, validation NDCG@50 and Recall@50
-    (NaN without validation users) and ``examples_per_second`` over all ranks."""
+    (model selection), validation NDCG@20 (tuning; each NaN without validation users) and
+    ``examples_per_second`` over all ranks."""
 
     epoch: int
     loss: float
     valid_ndcg: float
     valid_recall: float
     examples_per_second: float
+    valid_ndcg_at_20: float = float("nan")
 
     @classmethod
     def of(cls, values: dict) -> "Epoch":
         return cls(values["epoch"], values["loss"], values["valid_ndcg@50"], values["valid_recall@50"],
-                   values["examples_per_second"])
+                   values["examples_per_second"], values.get("valid_ndcg@20", float("nan")))
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,15 @@ class TrainReport:
     epochs: tuple[Epoch, ...]
     seconds: float
     record: dict = field(repr=False)
+    pruned_after: int | None = None  # the epoch a tuning pruner stopped training at
+    tracking_run_id: str | None = None  # the MLflow run, None when untracked
 
     @classmethod
     def of(cls, record: dict) -> "TrainReport":
         return cls(record["model_dir"], record["launcher"], record["ranks"], record["steps_per_rank"],
                    record["final_loss"], record["best_valid_ndcg@50"],
-                   tuple(Epoch.of(values) for values in record["epochs"]), record["seconds"], record)
+                   tuple(Epoch.of(values) for values in record["epochs"]), record["seconds"], record,
+                   record.get("pruned_after"), record.get("tracking_run_id"))
 
     @property
     def best_epoch(self) -> Epoch | None:

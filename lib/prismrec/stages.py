@@ -26,10 +26,11 @@ def _preprocess(spark, cfg: Config) -> PreprocessReport:
     return run(spark, cfg)
 
 
-def _train(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -> TrainReport:
+def _train(spark, cfg: Config, model_id: str | None = None, resume: bool = False, parent_run_id: str | None = None,
+           pruning: dict | None = None) -> TrainReport:
     from prismrec.training.launch import run
 
-    return run(spark, cfg, model_id, resume)
+    return run(spark, cfg, model_id, resume, parent_run_id, pruning)
 
 
 def _score(spark, cfg: Config) -> ScoreReport:
@@ -73,7 +74,7 @@ STAGES = tuple(REGISTRY)
 
 def run(name: str, cfg: Config, spark=None, **options):
     """Run stage ``name`` with ``cfg`` (creating the SparkSession when it needs one and none is given);
-    ``options`` go to the stage (train: ``model_id``, ``resume``). Returns its report; raises
+    ``options`` go to the stage (train: ``model_id``, ``resume``, ``parent_run_id``, ``pruning``). Returns its report; raises
     ValueError for an unknown stage, and whatever the stage raises."""
     if name not in REGISTRY:
         raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGES)}")

@@ -75,3 +75,16 @@ def test_nan_on_one_rank_stops_every_rank_and_publishes_nothing(spark, preproces
     assert "rank 0: rank-averaged loss is nan at step 3" in message
     assert "rank 1: rank-averaged loss is nan at step 3" in message
     assert not (Path(cfg.paths.output).resolve() / "models" / "nan-drill").exists()
+
+
+def test_a_pruned_trial_stops_every_rank_after_the_same_epoch(spark, preprocessed):
+    # A finished trial that scored NDCG@20 1.0 at every epoch: any real trial is below its median.
+    base, _ = preprocessed
+    cfg = configured(base, epochs=3, patience=5)
+    history = {"state": "COMPLETE", "value": 1.0, "intermediate": {"1": 1.0, "2": 1.0, "3": 1.0}}
+    report = run(spark, cfg, model_id="pruned-drill",
+                 pruning={"startup_trials": 1, "warmup_epochs": 0, "trials": [history]})
+    assert report.pruned_after == 1 and [e.epoch for e in report.epochs] == [1]
+    ranks = report.record["rank_results"]
+    assert [r["pruned_after"] for r in ranks] == [1, 1] and ranks[0]["steps"] == ranks[1]["steps"]
+    assert ranks[0]["steps"] == report.steps_per_rank > 0

@@ -34,6 +34,17 @@ def night(spark, tmp_path_factory):
     return cfg, run_night(cfg, NIGHT, spark=spark)
 
 
+def model_run(cfg, model_id: str):
+    """The one MLflow run (local store) that trained ``model_id``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=(Layout.of(cfg).root / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("prismrec")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`prismrec.model_id` = '{model_id}'")
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return runs[0]
+
+
 def cli_args(cfg, *extra: str) -> list[str]:
     return ["run", "--conf", str(Path(__file__).parents[2] / "conf" / "test.yaml"),
             "--set", f"paths.data={cfg.paths.data}", "--set", f"paths.output={cfg.paths.output}", *extra]
@@ -69,6 +80,12 @@ def test_a_night_runs_every_step_in_order_and_writes_the_promoted_pointer_last(s
     assert counts["evaluate"]["split"] == "valid" and 0.0 <= counts["evaluate"]["ndcg@50"] <= 1.0
     report = json.loads((root / "reports" / f"test-{NIGHT}.json").read_text())
     assert report["stages"]["nightly"]["ran"] == list(STEPS)
+    # Tonight's model's MLflow run holds its validation figures, the gate's decision and the publish.
+    tracked = model_run(cfg, promoted["model_id"])
+    assert tracked.data.metrics["gate.tonight_ndcg_at_50"] == pytest.approx(counts["evaluate"]["ndcg@50"])
+    assert tracked.data.metrics["valid.model.ndcg_at_50"] == pytest.approx(counts["evaluate"]["ndcg@50"])
+    assert tracked.data.tags["gate.decision"] == "passed" and tracked.data.tags["published.dt"] == NIGHT
+    assert tracked.data.tags["published.recommendations"] == promoted["recommendations"]
 
 
 def test_rerun_skips_every_step_and_force_step_reruns_from_there_with_the_same_output(spark, night):
@@ -109,6 +126,10 @@ def test_quality_gate_refuses_to_promote_a_worse_model_and_names_the_step(night,
     manifest = json.loads((layout.root / "runs" / NIGHT / "manifest.json").read_text())
     assert (manifest["status"], manifest["failed_step"]) == ("failed", "quality_gate")
     assert json.loads(pointer.read_text()) == champion  # the promoted model is unchanged
+    tracked = model_run(cfg, f"test-{NIGHT}-{ENCODER}").data
+    assert tracked.tags["gate.decision"] == "refused" and tracked.tags["gate.promoted_model_id"] == "champion"
+    assert tracked.metrics["gate.promoted_ndcg_at_50"] == 0.99
+    assert tracked.metrics["gate.tonight_ndcg_at_50"] < tracked.metrics["gate.floor"] == pytest.approx(0.99 * 0.95)
     pd.testing.assert_frame_equal(recommendations(cfg), before)
     # Once the champion is gone, the rerun resumes at the gate: nothing before it runs again.
     pointer.write_text(json.dumps(promoted))

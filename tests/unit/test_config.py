@@ -185,3 +185,24 @@ def test_a_delimiter_is_one_character(key):
         load_config(None, [f"{key}=;;"])
     source = load_config(None, [f'{key}="\\t"']).source
     assert (source.csv_delimiter if key == "source.csv_delimiter" else source.items.csv_delimiter) == "\t"
+
+
+def test_conf_files_layer_in_order_and_a_tune_space_is_replaced_whole(tmp_path):
+    mine, tuned = tmp_path / "mine.yaml", tmp_path / "tuned.yaml"
+    mine.write_text("train: {epochs: 7, learning_rate: 0.002}\ntune:\n  space:\n"
+                    "    train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}\n")
+    tuned.write_text("train: {learning_rate: 0.004}\n")
+    cfg = load_config([mine, tuned], ["model.num_interests=3"])
+    assert (cfg.train.epochs, cfg.train.learning_rate, cfg.model.num_interests) == (7, 0.004, 3)
+    assert cfg.tune.space == {"train.learning_rate": {"type": "float", "low": 0.001, "high": 0.01, "log": True}}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{type: int, low: 5, high: 1}", r"tune.space.train.epochs.*low <= high"),
+    ("{type: float, low: 0, high: 1, log: true}", r"tune.space.train.epochs.*low > 0 when log"),
+    ("{type: categorical, choices: []}", r"tune.space.train.epochs.*non-empty list"),
+    ("{type: grid}", r"tune.space.train.epochs.*type: int \| float \| categorical"),
+])
+def test_a_bad_tune_space_entry_names_its_key(entry, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [f"tune.space={{train.epochs: {entry}}}"])

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from prismrec import schema as S
+from prismrec import tracking
 from prismrec.config import Config
 from prismrec.errors import InputError
 from prismrec.evaluation import als, itemknn, report as report_io, spark_metrics, systems, truth as truth_io
@@ -121,10 +122,24 @@ def other_protocols(cfg: Config) -> dict[str, dict]:
     return results
 
 
+def track_evaluation(cfg: Config, result: dict) -> None:
+    """Add the metrics table (``<split>.<system>.<metric>``), the report and its figures to the MLflow run
+    of the evaluated model (the first of ``evaluate.compare``'s models), when there is a model."""
+    if not result["model_dir"]:
+        return
+    tracker = tracking.model_run(cfg, Path(result["model_dir"]).name)
+    tracker.log_metrics({f"{result['split']}.{system}.{metric}": value
+                         for system, values in result["metrics"].items() for metric, value in values.items()})
+    folder = f"evaluation/{result['split']}"
+    for path in [*result["report"].values(), *result.get("plots", {}).values()]:
+        tracker.log_artifact(path, folder)
+    tracker.end()
+
+
 def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
     """Reads the preprocessed eval_users, items and train_sequences, every model of ``evaluate.compare``
     and the planted truth when there is one; writes ``<paths.output>/reports/<run_id>/evaluation.{json,md}``
-    with its figures, and the stage's entry in ``reports/<run_id>.json``. Raises InputError when there are
+    with its figures, and the stage's entry in ``reports/<run_id>.json``; adds them to the model's MLflow run. Raises InputError when there are
     no evaluation users, FileNotFoundError for a compared model that does not exist."""
     started = time.time()
     layout = Layout.of(cfg)
@@ -178,6 +193,7 @@ def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
     paths = report_io.write(result, directory)
     cfg.save(directory / "config.yaml")
     result["report"] = {name: str(path) for name, path in paths.items()}
+    track_evaluation(cfg, result)
     record_stage(layout, meta["run_id"], "evaluate", {k: v for k, v in result.items() if k != "examples"})
     report = EvaluateReport.of(result)
     logger.info("evaluate: %s", report.summary())

@@ -21,9 +21,11 @@ import numpy as np
 from prismrec import schema as S
 from prismrec.config import Config, ConfigError
 from prismrec.errors import EXIT_REFUSED, InputError, PrismrecError
+from prismrec import tracking
 from prismrec.layout import Layout, record_stage
 from prismrec.preprocess.petastorm_io import file_examples, rank_files
 from prismrec.reports import TrainReport
+from prismrec.training.artifact import MANIFEST, VERSIONED
 from prismrec.training.loop import train_rank
 
 logger = logging.getLogger(__name__)
@@ -208,28 +210,66 @@ def check_results(results: list[dict], ranks: int) -> None:
         raise TrainingError(f"{sum(r['wrote_artifact'] for r in results)} ranks wrote the artifact, expected 1")
 
 
-def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False) -> TrainReport:
+def track_training(cfg: Config, spec: dict, parent_run_id: str | None) -> tracking.Tracker:
+    """The training's MLflow run: the resolved config as params; model id, config hash, data run id
+    and library versions as tags."""
+    model_id = Path(spec["model_dir"]).name
+    tracker = tracking.start_run(cfg, model_id, {
+        tracking.MODEL_TAG: model_id, "prismrec.config_hash": spec["config_hash"], "prismrec.run_id": spec["run_id"],
+        "prismrec.launcher": cfg.train.launcher, **tracking.library_tags((*VERSIONED, "mlflow-skinny", "optuna"))},
+        parent_run_id)
+    tracker.log_params(tracking.config_params(cfg))
+    return tracker
+
+
+def track_results(tracker: tracking.Tracker, report: dict) -> None:
+    """Per-epoch metrics at step = epoch (rank 0's, which are the ranks' averages), the summary, the
+    manifest, and where the model is (tag ``prismrec.model_dir``; the model itself is not copied)."""
+    for epoch in report["epochs"]:
+        tracker.log_metrics({key: value for key, value in epoch.items() if key != "epoch"}, step=epoch["epoch"])
+    tracker.log_metrics({"best_valid_ndcg@50": report["best_valid_ndcg@50"], "steps_per_rank": report["steps_per_rank"],
+                         "seconds": report["seconds"]})
+    model_dir = Path(report["model_dir"])
+    tracker.set_tags({"prismrec.model_dir": model_dir.resolve().as_uri(), "prismrec.ranks": report["ranks"]})
+    if (model_dir / MANIFEST).is_file():
+        tracker.log_artifact(model_dir / MANIFEST)
+
+
+def run(spark, cfg: Config, model_id: str | None = None, resume: bool = False, parent_run_id: str | None = None,
+        pruning: dict | None = None) -> TrainReport:
     """Train with ``cfg.train.launcher`` on ``cfg.train.ranks`` ranks. Reads the preprocessed
     train_sequences and eval_users; writes the artifact to ``<paths.output>/models/<model_id>``
     (default: run name and encoder), checkpoints under ``checkpoints/<model_id>``, and
-    ``models/LATEST``. Raises TrainingError (exit 4) when a rank fails or the ranks disagree."""
+    ``models/LATEST``; tracks the training as one MLflow run (:mod:`prismrec.tracking`), a child of
+    ``parent_run_id`` when given. ``pruning`` (from :func:`prismrec.training.pruning.pruning_settings`)
+    lets a tuning trial stop early. Raises TrainingError (exit 4) when a rank fails or the ranks disagree."""
     started = time.time()
-    spec = build_spec(cfg, model_id, resume)
+    spec = {**build_spec(cfg, model_id, resume), **({"pruning": pruning} if pruning else {})}
     ranks = num_ranks(cfg)
     logger.info("train: %s launcher, %d rank(s) reading %s examples, %d steps/epoch × %d epochs, model %s",
                 cfg.train.launcher, ranks, " / ".join(f"{n:,}" for n in spec["rank_examples"]),
                 spec["steps_per_epoch"], cfg.train.epochs, spec["model_dir"])
+    tracker = track_training(cfg, spec, parent_run_id)
     try:
-        results = sorted(launch(spec, cfg.train.launcher, ranks, cfg.train.rank_timeout_s), key=lambda r: r["rank"])
-    except TrainingError:
+        try:
+            results = sorted(launch(spec, cfg.train.launcher, ranks, cfg.train.rank_timeout_s),
+                             key=lambda r: r["rank"])
+        except TrainingError:
+            raise
+        except Exception as error:  # a rank's failure surfaces here under every launcher
+            raise TrainingError(f"training failed: {error}; nothing was published") from error
+        check_results(results, ranks)
+    except BaseException:
+        tracker.end("FAILED")
         raise
-    except Exception as error:  # a rank's failure surfaces here under every launcher
-        raise TrainingError(f"training failed: {error}; nothing was published") from error
-    check_results(results, ranks)
     report = {"model_dir": spec["model_dir"], "launcher": cfg.train.launcher, "ranks": ranks,
               "steps_per_rank": results[0]["steps"], "final_loss": results[0]["loss"],
               "epochs": results[0]["epochs"], "best_valid_ndcg@50": results[0]["best_valid_ndcg"],
+              "pruned_after": results[0].get("pruned_after"),
               "rank_results": results, "rank_examples": spec["rank_examples"], "seconds": round(time.time() - started, 2)}
+    track_results(tracker, report)
+    tracker.end()
+    report["tracking_run_id"] = tracker.run_id  # None when tracking stopped on an error
     record_stage(Layout.of(cfg), spec["run_id"], "train", report)
     Layout.of(cfg).latest_model.write_text(Path(spec["model_dir"]).name + "\n")
     trained = TrainReport.of(report)

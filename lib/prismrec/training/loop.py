@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from prismrec.ranking.recommend import Ranking, rank_items
+from prismrec.training.pruning import epoch_pruner
 
 logger = logging.getLogger(__name__)
-VALID_K = 50
+VALID_K = 50  # model selection and early stopping
+TUNE_K = 20  # also reported per epoch: the figure `prismrec tune` scores trials by
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -50,24 +52,27 @@ def load_validation(path: str | None, limit: int, rank: int, size: int) -> dict 
             "target_items": [np.asarray(t, dtype=np.int64) for t in users["target_items"]]}
 
 
-def validation_sums(model, users: dict | None, ranking=None, batch: int = 256) -> tuple[float, float, float]:
-    """(Σ NDCG@50, Σ Recall@50, users) over this rank's validation users, with full ranking."""
+def validation_sums(model, users: dict | None, ranking=None, batch: int = 256) -> tuple[float, ...]:
+    """(Σ NDCG@50, Σ Recall@50, users, Σ NDCG@20, Σ Recall@20) over this rank's validation users,
+    with full ranking."""
     from prismrec.ranking.metrics import batch_metrics
 
     if users is None or users["hist_items"] is None:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0, 0.0
     table = model.item_table().numpy()
-    ndcg = recall = 0.0
+    ndcg = recall = ndcg_tune = recall_tune = 0.0
     for start in range(0, len(users["seen_items"]), batch):
         hist = users["hist_items"][start:start + batch]
         encoded = model.encode(hist)
         items, scores, _ = rank_items(encoded["interest_vectors"].numpy(), encoded["interest_weights"].numpy(),
                                       table, users["seen_items"][start:start + batch], VALID_K, ranking or Ranking())
         metrics = batch_metrics(np.where(np.isfinite(scores), items, -1),
-                                users["target_items"][start:start + batch], [VALID_K])
+                                users["target_items"][start:start + batch], [TUNE_K, VALID_K])
         ndcg += float(metrics[f"ndcg@{VALID_K}"].sum())
         recall += float(metrics[f"recall@{VALID_K}"].sum())
-    return ndcg, recall, float(len(users["seen_items"]))
+        ndcg_tune += float(metrics[f"ndcg@{TUNE_K}"].sum())
+        recall_tune += float(metrics[f"recall@{TUNE_K}"].sum())
+    return ndcg, recall, float(len(users["seen_items"])), ndcg_tune, recall_tune
 
 
 def make_optimizer(train, size: int, total_steps: int):
@@ -76,8 +81,10 @@ def make_optimizer(train, size: int, total_steps: int):
     rate = train.learning_rate * size
     if train.lr_schedule == "cosine":
         rate = tf.keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(total_steps, 1), alpha=0.05)
+    # Keras 2.11+ optimizers apply ``weight_decay`` decoupled from the gradient (AdamW for adam).
     return {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
-            "sgd": tf.keras.optimizers.SGD}[train.optimizer](learning_rate=rate)
+            "sgd": tf.keras.optimizers.SGD}[train.optimizer](learning_rate=rate,
+                                                             weight_decay=train.weight_decay or None)
 
 
 def train_rank(spec: dict) -> dict:
@@ -85,7 +92,9 @@ def train_rank(spec: dict) -> dict:
 
     ``spec`` comes from :func:`prismrec.training.launch.build_spec`: the resolved config,
     data paths, item statistics, ``steps_per_epoch``, ``model_dir``, ``checkpoint_dir``,
-    ``resume``. Returns this rank's summary (steps, losses, validation metric, weights digest).
+    ``resume``, and ``pruning`` when a tuning trial may be stopped early
+    (:func:`prismrec.training.pruning.epoch_pruner`). Returns this rank's summary (steps, losses,
+    validation metrics, weights digest, and ``pruned_after``: the epoch a pruner stopped at, or None).
     """
     import horovod.tensorflow as hvd
     import tensorflow as tf
@@ -135,6 +144,9 @@ def train_rank(spec: dict) -> dict:
     validation = load_validation(spec.get("valid_path"), train.validation_users, rank, size)
     # Model selection ranks as scoring does, less the category-diversity re-pick.
     validation_ranking = replace(Ranking.of(cfg.score), diversity=0.0)
+    # Rank 0 decides, every rank follows: the decision is summed over ranks like the metrics.
+    prune = epoch_pruner(spec["pruning"]) if spec.get("pruning") and rank == 0 else None
+    pruned_after = None
 
     @tf.function
     def train_step(batch, inject_nan, seed):
@@ -179,7 +191,9 @@ def train_rank(spec: dict) -> dict:
             history.append(float(np.mean(losses)))
             metrics.append({"epoch": epoch + 1, "loss": history[-1], f"valid_ndcg@{VALID_K}": ndcg,
                             "examples_per_second": steps_per_epoch * train.batch_size * size / train_seconds,
-                            f"valid_recall@{VALID_K}": float(sums[1] / sums[2]) if sums[2] else float("nan")})
+                            **{f"valid_{name}@{k}": float(sums[at] / sums[2]) if sums[2] else float("nan")
+                               for name, k, at in (("recall", VALID_K, 1), ("ndcg", TUNE_K, 3),
+                                                   ("recall", TUNE_K, 4))}})
             improved = sums[2] > 0 and ndcg > float(state["best"].numpy()) + 1e-9
             state["epoch"].assign(epoch + 1)
             state["best"].assign(ndcg if improved else state["best"])
@@ -193,6 +207,14 @@ def train_rank(spec: dict) -> dict:
                             epoch + 1, train.epochs, history[-1], VALID_K, ndcg, VALID_K,
                             metrics[-1][f"valid_recall@{VALID_K}"], steps_done * train.batch_size * size / elapsed,
                             elapsed / max(steps_done, 1) * (train.epochs - epoch - 1) * steps_per_epoch)
+            if spec.get("pruning"):
+                stop = 1.0 if prune is not None and prune(epoch + 1, metrics[-1][f"valid_ndcg@{TUNE_K}"]) else 0.0
+                if float(hvd.allreduce(tf.constant(stop, tf.float64), op=hvd.Sum)) > 0:
+                    pruned_after = epoch + 1
+                    if rank == 0:
+                        logger.info("pruned after epoch %d: validation NDCG@%d %.4f is below the pruner's bar",
+                                    epoch + 1, TUNE_K, metrics[-1][f"valid_ndcg@{TUNE_K}"])
+                    break
             if int(state["stale"].numpy()) >= train.patience:
                 if rank == 0:
                     logger.info("early stopping after epoch %d: no validation gain for %d epochs", epoch + 1,
@@ -211,5 +233,5 @@ def train_rank(spec: dict) -> dict:
     # A barrier: no rank returns before rank 0's artifact is complete.
     hvd.allreduce(tf.constant(0.0), name="export_done")
     return {"rank": rank, "size": size, "steps": steps_done, "loss": history[-1] if history else None,
-            "epochs": metrics, "best_valid_ndcg": float(state["best"].numpy()),
+            "epochs": metrics, "best_valid_ndcg": float(state["best"].numpy()), "pruned_after": pruned_after,
             "weights_digest": digest, "wrote_artifact": wrote}
