@@ -167,7 +167,8 @@ def steps_hash(cfg: Config) -> str:
     The manifest lives under ``paths.output``, so moving the folder keeps its steps done.
     """
     data = cfg.to_dict()
-    data.pop("spark")
+    for section in ("spark", "tracking", "tune"):  # how it runs and is recorded, not what it computes
+        data.pop(section)
     data["paths"].pop("output")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -241,6 +242,7 @@ class Night:
         tracker = tracking.model_run(self.cfg, self.model_id)
         tracker.log_metrics(metrics)
         tracker.set_tags(tags)
+        tracker.end()  # ends a run it had to start; a found run keeps its status
 
     def quality_gate(self) -> dict:
         new = self.manifest["steps"]["evaluate"]["counts"][GATE_METRIC]

@@ -7,9 +7,10 @@ tracking server, which is MLflow's own default there; else a local file store at
 ``tracking.enabled: false`` turns it off, and MLflow is then not imported.
 
 Tracking never fails a run. The first error of a run's tracking (an unreachable server, a
-store that cannot be written) is logged once as a warning, and that run's tracking stops.
-Requests to a tracking server are retried twice, 1 s then 2 s apart, with a 10 s timeout,
-unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` or
+store that cannot be written) is logged once as a warning, and that run's tracking stops; a
+store that could not be opened is not tried again by this process. Requests to a tracking
+server are retried twice (the second retry 2 s after the first) with a 10 s timeout, unless
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` or
 ``MLFLOW_HTTP_REQUEST_TIMEOUT`` say otherwise (MLflow's defaults wait minutes).
 
 MLflow names allow no ``@``: NDCG@20 is logged as ``ndcg_at_20`` (:func:`metric_name`).
@@ -33,20 +34,22 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BA
 MODEL_TAG = "prismrec.model_id"
 _BATCH = 100  # MLflow accepts at most 100 params or tags per request
 _warned: set[str] = set()  # the stores already warned about in this process
+_unopened: set[str] = set()  # the stores that could not be opened: not tried again
 
 
 def on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
-def tracking_uri(cfg: Config) -> str | None:
-    """The store's URI, or None for MLflow's default (Databricks' workspace server)."""
+def tracking_uri(cfg: Config) -> str:
+    """The store's URI: ``tracking.uri``, ``$MLFLOW_TRACKING_URI``, ``databricks`` (the workspace's
+    server) on Databricks, else ``<paths.output>/mlruns`` as a file URI."""
     if cfg.tracking.uri:
         return cfg.tracking.uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     if on_databricks():
-        return None
+        return "databricks"
     return (Path(cfg.paths.output).resolve() / "mlruns").as_uri()
 
 
@@ -157,8 +160,9 @@ def _client(cfg: Config):
         return None
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    uri = tracking_uri(cfg)
-    where = uri or "the Databricks workspace"
+    where = uri = tracking_uri(cfg)
+    if where in _unopened:
+        return None
     try:
         from mlflow.tracking import MlflowClient
 
@@ -168,6 +172,7 @@ def _client(cfg: Config):
         return client, (experiment.experiment_id if experiment else client.create_experiment(name)), where
     except Exception as error:  # tracking must never fail a run
         _warn(where, "open the experiment", error)
+        _unopened.add(where)
         return None
 
 

@@ -95,8 +95,10 @@ class Study:
             failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
         self.study = optuna.create_study(
             study_name=self.folder.name, storage=storage, load_if_exists=True, direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=self.settings.seed),
             pruner=median_pruner(self.settings.startup_trials, self.settings.warmup_epochs))
+        # Seeded by the trials so far: a resumed study must not draw the first invocation's values
+        # again (TPE samples its first trials with a RandomSampler reseeded from this seed).
+        self.study.sampler = optuna.samplers.TPESampler(seed=self.settings.seed + len(self.study.trials))
         self.parent = tracking.Tracker()
         self.started = time.time()
         self.ran = 0
@@ -129,7 +131,9 @@ class Study:
         values = {key: suggest(trial, key, spec) for key, spec in self.settings.space.items()}
         hist_len = values.get("preprocess.max_hist_len", self.main_hist_len)
         root = self.data_root(hist_len)
-        trial_cfg = self.cfg.with_values({**values, "paths.output": str(root)}, f"tune trial {trial.number}")
+        # The trial's run goes to the tune's own store, not to one under the trial's output root.
+        store = {"tracking.uri": tracking.tracking_uri(self.cfg)}
+        trial_cfg = self.cfg.with_values({**values, "paths.output": str(root), **store}, f"tune trial {trial.number}")
         logger.info("tune: trial #%d: %s", trial.number, ", ".join(f"{k}={v}" for k, v in values.items()))
         model_id = f"trial-{trial.number}"
         pruning = pruning_settings(self.study, self.settings.startup_trials, self.settings.warmup_epochs)
@@ -178,7 +182,8 @@ class Study:
         path = self.folder / TUNED
         header = (f"# prismrec tune: study {self.folder.name}, best of {len(self.finished())} finished trials: trial "
                   f"#{best.number}, validation NDCG@20 {best.value:.4f}\n"
-                  f"# use it over your own config: prismrec <command> --conf your.yaml --conf {path}\n")
+                  f"# use it over your own config: prismrec <command> --conf your.yaml --conf {path}\n"
+                  f"# (preprocess with it first when it sets preprocess.max_hist_len)\n")
         path.write_text(header + yaml.safe_dump(tuned_layer(best.params), sort_keys=True))
         return path
 

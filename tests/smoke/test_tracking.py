@@ -82,6 +82,7 @@ def test_training_then_evaluation_write_one_mlflow_run(spark, preprocessed, tmp_
 
 def test_an_unreachable_store_warns_once_and_training_goes_on(spark, preprocessed, tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(tracking, "_warned", set())
+    monkeypatch.setattr(tracking, "_unopened", set())
     cfg = own_output(preprocessed, tmp_path, tracking__uri="http://127.0.0.1:9")
     with caplog.at_level(logging.WARNING, logger="prismrec.tracking"):
         report = run_stage("train", cfg, spark)
@@ -89,6 +90,7 @@ def test_an_unreachable_store_warns_once_and_training_goes_on(spark, preprocesse
     assert report.tracking_run_id is None and (Path(report.model_dir) / "manifest.json").is_file()
     warnings = [r.getMessage() for r in caplog.records if r.name == "prismrec.tracking"]
     assert len(warnings) == 1 and "http://127.0.0.1:9" in warnings[0], warnings
+    assert tracking._unopened == {"http://127.0.0.1:9"}  # the second training did not try it again
 
 
 def test_tracking_disabled_writes_no_store(spark, preprocessed, tmp_path):

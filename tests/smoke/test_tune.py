@@ -44,9 +44,20 @@ def test_three_trials_then_a_resumed_study_and_a_layer_that_loads(spark, preproc
     # The first trial is the config as it was (test.yaml: K = 2, learning rate 0.001, 1 epoch, max merge).
     assert trials[0].params == {"model.num_interests": 2, "train.learning_rate": 0.001, "train.epochs": 1,
                                 "score.merge": "max"}
+    assert trials[2].params != trials[1].params  # the resumed study drew new values
     best = max(trials, key=lambda t: t.value)
     assert again["best_trial"] == best.number and again["best_valid_ndcg_at_20"] == best.value
     assert 0 < best.value <= 1
+    # Each invocation is an MLflow run in the data's store, and each trial a child run of it.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=(tmp_path / "output" / "mlruns").resolve().as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("prismrec").experiment_id])
+    parents = {r.info.run_id for r in runs if r.data.tags.get("prismrec.tune_study") == "test"}
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 2 and len(children) == 3 and len(runs) == 5
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == parents
+    assert sorted(r.data.tags["prismrec.model_id"] for r in children) == ["trial-0", "trial-1", "trial-2"]
     # Trials wrote their training under the study's folder and left no model behind.
     assert (tmp_path / "output/tune/test/L20/preprocessed").is_symlink()
     assert not list((tmp_path / "output/tune/test/L20/models").glob("trial-*"))

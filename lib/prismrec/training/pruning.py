@@ -17,8 +17,8 @@ from typing import Callable
 
 def median_pruner(startup_trials: int, warmup_epochs: int):
     """``optuna.pruners.MedianPruner``: a trial is stopped when its value at an epoch is below the
-    median of the earlier trials' values at that epoch, once ``startup_trials`` trials have finished
-    and after ``warmup_epochs`` epochs of its own."""
+    median of the completed (not pruned) trials' values at that epoch, once ``startup_trials`` trials
+    have completed and from epoch ``warmup_epochs`` on."""
     import optuna
 
     return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs)
