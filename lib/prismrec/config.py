@@ -539,17 +539,24 @@ class Config:
         return path
 
 
-_SECRET = re.compile(r"token|password|passwd|secret|credential|api[._-]?key|access[._-]?key", re.IGNORECASE)
+# Key names that hold secrets, e.g. fs.s3a.secret.key, fs.azure.account.key.<account>.dfs.core.windows.net,
+# fs.gs.auth.service.account.private.key, fs.azure.sas.<container>.<account>.blob.core.windows.net.
+_SECRET = re.compile(r"token|password|passwd|secret|credential|api[._-]?key|access[._-]?key|private[._-]?key"
+                     r"|(^|[._-])key([._-]|$)|(^|[._-])sas([._-]|$)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")  # scheme://user:password@host
 REDACTED = "***redacted***"
 
 
 def redact(data):
-    """A copy of ``data`` with the value of every key that names a secret replaced (at any depth)."""
+    """A copy of ``data`` with the value of every key that names a secret replaced (at any depth), and
+    the password of every ``scheme://user:password@host`` in a text replaced."""
     if isinstance(data, dict):
         return {key: REDACTED if isinstance(key, str) and _SECRET.search(key) and not isinstance(value, dict)
                 else redact(value) for key, value in data.items()}
     if isinstance(data, list):
         return [redact(item) for item in data]
+    if isinstance(data, str):
+        return _URL_PASSWORD.sub(lambda match: match.group(1) + REDACTED + "@", data)
     return data
 
 

@@ -150,8 +150,8 @@ def _warn(where: str, what: str, error: BaseException) -> None:
     if where not in _warned:
         _warned.add(where)
         logger.warning("MLflow tracking at %s failed (%s: %s); the run goes on untracked. Check tracking.uri "
-                       "or MLFLOW_TRACKING_URI, or set tracking.enabled=false", where, what,
-                       " ".join(str(error).split())[:300])
+                       "or MLFLOW_TRACKING_URI, or set tracking.enabled=false", redact(where), what,
+                       redact(" ".join(str(error).split())[:300]))
 
 
 def _client(cfg: Config):

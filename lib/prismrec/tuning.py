@@ -16,6 +16,7 @@ child run of the invocation's run when tracking is on. Trials' models are remove
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ import yaml
 from prismrec import stages, tracking
 from prismrec.config import Config, ConfigError
 from prismrec.layout import Layout
+from prismrec.training.launch import TrainingError
 from prismrec.training.pruning import median_pruner, pruning_settings
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,23 @@ def tuned_layer(params: dict) -> dict:
     return layer
 
 
+def check_space(cfg: Config) -> None:
+    """Raise ConfigError (exit 2), before any trial, for a ``tune.space`` key that is not a config value
+    or a value at the ends of its range (or among its choices) that the config refuses."""
+    for key, spec in cfg.tune.space.items():
+        try:
+            current = config_value(cfg, key)
+        except (KeyError, TypeError):
+            raise ConfigError(f"tune.space names {key!r}, which is not a config key; use dotted keys of "
+                              f"conf/base.yaml such as train.learning_rate") from None
+        if isinstance(current, dict):
+            raise ConfigError(f"tune.space names {key!r}, a whole section; name one of its keys")
+        if spec["type"] == "float" and isinstance(current, int) and not isinstance(current, bool):
+            raise ConfigError(f"tune.space.{key} has type: float, but {key} is an integer; use type: int")
+        for value in spec["choices"] if spec["type"] == "categorical" else (spec["low"], spec["high"]):
+            cfg.with_values({key: value}, f"tune.space.{key}")
+
+
 class Study:
     """One invocation of ``prismrec tune`` on its study."""
 
@@ -80,12 +99,7 @@ class Study:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines below say it instead
         self.cfg, self.spark, self.settings = cfg, spark, cfg.tune
-        for key in self.settings.space:
-            try:
-                config_value(cfg, key)
-            except (KeyError, TypeError):
-                raise ConfigError(f"tune.space names {key!r}, which is not a config key; use dotted keys of "
-                                  f"conf/base.yaml such as train.learning_rate") from None
+        check_space(cfg)
         self.folder = study_folder(cfg)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.main = Layout.of(cfg)
@@ -109,9 +123,16 @@ class Study:
         return [t for t in self.study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
     def data_root(self, max_hist_len: int) -> Path:
-        """A trial's output root: ``L<n>/``, whose ``preprocessed`` holds the data for ``max_hist_len``."""
+        """A trial's output root: ``L<n>/``, whose ``preprocessed`` holds the data for ``max_hist_len``:
+        a link to the data, or the data preprocessed again (again whenever the data's own
+        ``_meta.json`` has changed since)."""
         root = self.folder / f"L{max_hist_len}"
         preprocessed = Layout(root).preprocessed
+        source = hashlib.sha256(self.main.meta_path.read_bytes()).hexdigest()
+        stamp = root / "source_meta.sha256"
+        if not preprocessed.is_symlink() and stamp.is_file() and stamp.read_text() != source:
+            logger.info("tune: the data under %s changed; preprocessing %s again", self.main.preprocessed, root)
+            shutil.rmtree(preprocessed, ignore_errors=True)
         if max_hist_len == self.main_hist_len and not preprocessed.exists():
             root.mkdir(parents=True, exist_ok=True)
             try:
@@ -123,6 +144,7 @@ class Study:
                         max_hist_len, root)
             stages.run("preprocess", self.cfg.with_values(
                 {"paths.output": str(root), "preprocess.max_hist_len": max_hist_len}, "prismrec tune"), self.spark)
+            stamp.write_text(source)
         return root
 
     def objective(self, trial) -> float:
@@ -182,15 +204,27 @@ class Study:
         path = self.folder / TUNED
         header = (f"# prismrec tune: study {self.folder.name}, best of {len(self.finished())} finished trials: trial "
                   f"#{best.number}, validation NDCG@20 {best.value:.4f}\n"
-                  f"# use it over your own config: prismrec <command> --conf your.yaml --conf {path}\n"
-                  f"# (preprocess with it first when it sets preprocess.max_hist_len)\n")
+                  f"# use it over your own config: prismrec <command> --conf your.yaml --conf {path}\n")
+        if best.params.get("preprocess.max_hist_len", self.main_hist_len) != self.main_hist_len:
+            header += "# it changes preprocess.max_hist_len: run `prismrec preprocess` with it first\n"
         path.write_text(header + yaml.safe_dump(tuned_layer(best.params), sort_keys=True))
         return path
 
     def run(self) -> dict:
+        from optuna.trial import TrialState
+
         if not self.study.trials:
             defaults = {key: config_value(self.cfg, key) for key in self.settings.space}
-            self.study.enqueue_trial({k: v for k, v in defaults.items() if in_space(v, self.settings.space[k])})
+            outside = sorted(k for k, v in defaults.items() if not in_space(v, self.settings.space[k]))
+            if outside:
+                logger.warning("tune: the config's %s lie outside tune.space, so the first trial samples them: "
+                               "it is not the config as it is", ", ".join(f"{k}={defaults[k]}" for k in outside))
+            self.study.enqueue_trial({k: v for k, v in defaults.items() if k not in outside})
+        running = [t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        if running:
+            logger.warning("tune: trial(s) %s of the study are marked running. Unless another tune of this study "
+                           "is running, they were interrupted: a trial that starts %ds after their last heartbeat "
+                           "marks them failed and runs them again once", running, GRACE_S)
         to_run = self.settings.trials - len(self.finished())
         logger.info("tune: study %s (%s): %d trial(s) finished, running up to %d more within %ds", self.folder.name,
                     self.folder / "study.db", self.settings.trials - to_run, max(to_run, 0), self.settings.timeout_s)
@@ -199,8 +233,9 @@ class Study:
         status = "FAILED"
         try:
             if to_run > 0:
+                # A training that fails (e.g. a non-finite loss) fails its trial, not the study.
                 self.study.optimize(self.objective, n_trials=to_run, timeout=self.settings.timeout_s,
-                                    callbacks=[self.progress], catch=())
+                                    callbacks=[self.progress], catch=(TrainingError,))
             status = "FINISHED"
         finally:
             path = self.write_tuned()

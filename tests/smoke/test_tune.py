@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from prismrec.cli import parser
-from prismrec.config import load_config
+from prismrec.config import ConfigError, load_config
 from prismrec.layout import Layout
 from prismrec.training.pruning import epoch_pruner
 from prismrec.tuning import Study, run_tune
@@ -81,6 +81,31 @@ def test_another_history_length_is_preprocessed_once_into_the_study(spark, prepr
     assert Layout(root).read_meta()["max_hist_len"] == 10
     stamp = Layout(root).meta_path.stat().st_mtime_ns
     assert study.data_root(10) == root and Layout(root).meta_path.stat().st_mtime_ns == stamp
+    # The data was preprocessed again (here: its report touched): the copy follows it.
+    main_meta = Layout.of(cfg).meta_path
+    main_meta.write_text(main_meta.read_text() + "\n")
+    assert study.data_root(10) == root and Layout(root).meta_path.stat().st_mtime_ns != stamp
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"train.epochs": {"type": "float", "low": 1, "high": 3}}, "train.epochs is an integer; use type: int"),
+    ({"score.merge": {"type": "categorical", "choices": ["max", "bogus"]}}, "score.merge.*tune.space.score.merge"),
+    ({"model": {"type": "categorical", "choices": [1, 2]}}, "'model', a whole section"),
+    ({"train.epoch": {"type": "int", "low": 1, "high": 3}}, "'train.epoch', which is not a config key"),
+])
+def test_a_space_the_config_refuses_stops_before_any_trial(preprocessed, tmp_path, entry, message):
+    cfg = tune_config(preprocessed, tmp_path, trials=1).with_values({"tune.space": entry}, "test")
+    with pytest.raises(ConfigError, match=message):
+        Study(cfg)
+    assert not (tmp_path / "output" / "tune" / "test" / "study.db").exists()
+
+
+def test_a_diverging_trial_fails_alone_and_the_study_goes_on(spark, preprocessed, tmp_path):
+    cfg = tune_config(preprocessed, tmp_path, trials=2).with_values({"train.inject_nan_step": 0}, "test")
+    result = run_tune(cfg, spark)
+    study = optuna.load_study(study_name="test", storage=f"sqlite:///{tmp_path / 'output/tune/test/study.db'}")
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.FAIL] * 2
+    assert result["ran"] == 2 and result["finished_trials"] == 0 and result["tuned"] is None
 
 
 def test_median_pruner_decides_from_the_finished_trials():

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from prismrec._versions import EXPECTED
-from prismrec.config import Config, ConfigError, from_dict, load_config
+from prismrec.config import Config, ConfigError, from_dict, load_config, redact
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.unit
@@ -92,6 +92,16 @@ def test_secrets_are_redacted_in_saved_configs(tmp_path):
     saved = (cfg.save(tmp_path / "c.yaml")).read_text()
     assert "hunter2" not in saved and "***redacted***" in saved and "8g" in saved
     assert cfg.spark.conf["spark.hadoop.fs.s3a.secret.key"] == "hunter2"  # the run itself keeps the value
+
+
+def test_cloud_keys_and_url_passwords_are_redacted():
+    secrets = {"fs.azure.account.key.acct.dfs.core.windows.net": "AZ", "fs.gs.auth.service.account.private.key": "PK",
+               "fs.azure.sas.box.acct.blob.core.windows.net": "SAS", "spark.executor.memory": "8g"}
+    cfg = load_config(None, [f"spark.conf={secrets}", "tracking.uri=http://alice:pw@host:5000/mlflow"])
+    saved = redact(cfg.to_dict())
+    assert saved["spark"]["conf"] == {**{key: "***redacted***" for key in list(secrets)[:3]},
+                                      "spark.executor.memory": "8g"}
+    assert saved["tracking"]["uri"] == "http://alice:***redacted***@host:5000/mlflow"
 
 
 def test_importing_config_leaves_numpy_pandas_and_pyarrow_out():

@@ -230,7 +230,8 @@ def track_results(tracker: tracking.Tracker, report: dict) -> None:
     tracker.log_metrics({"best_valid_ndcg@50": report["best_valid_ndcg@50"], "steps_per_rank": report["steps_per_rank"],
                          "seconds": report["seconds"]})
     model_dir = Path(report["model_dir"])
-    tracker.set_tags({"prismrec.model_dir": model_dir.resolve().as_uri(), "prismrec.ranks": report["ranks"]})
+    tracker.set_tags({"prismrec.model_dir": model_dir.resolve().as_uri(), "prismrec.ranks": report["ranks"],
+                      **({"prismrec.pruned_after": report["pruned_after"]} if report["pruned_after"] else {})})
     if (model_dir / MANIFEST).is_file():
         tracker.log_artifact(model_dir / MANIFEST)
 
