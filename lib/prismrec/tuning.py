@@ -257,6 +257,7 @@ def run_tune(cfg: Config, spark=None) -> dict:
     """Run (or resume) the study of ``cfg.tune``; returns {study, finished_trials, ran, tuned, best_*}.
 
     Reads the preprocessed data under ``paths.output`` (FileNotFoundError without it); writes
-    ``<paths.output>/tune/<study>/``. A trial that fails (e.g. a non-finite loss) fails the tune."""
+    ``<paths.output>/tune/<study>/``. A training that fails (e.g. a non-finite loss) fails its trial only;
+    raises ConfigError (exit 2) before any trial for a ``tune.space`` the config refuses."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return Study(cfg, spark).run()
