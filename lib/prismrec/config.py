@@ -464,8 +464,8 @@ def _check_space(space: Any) -> None:
         _require(isinstance(spec, dict) and spec.get("type") in TUNE_TYPES, where, spec,
                  f"a mapping with type: {' | '.join(TUNE_TYPES)}")
         if spec["type"] == "categorical":
-            _require(isinstance(spec.get("choices"), list) and bool(spec["choices"]) and set(spec) == {"type", "choices"},
-                     where, spec, "{type: categorical, choices: [a non-empty list]}")
+            choices = spec.get("choices")
+            _require(isinstance(choices, list) and bool(choices) and set(spec) == {"type", "choices"}, where, spec, "{type: categorical, choices: [a non-empty list]}")
             continue
         low, high, log = spec.get("low"), spec.get("high"), spec.get("log", False)
         number = _is_int if spec["type"] == "int" else _is_number

@@ -74,8 +74,8 @@ STAGES = tuple(REGISTRY)
 
 def run(name: str, cfg: Config, spark=None, **options):
     """Run stage ``name`` with ``cfg`` (creating the SparkSession when it needs one and none is given);
-    ``options`` go to the stage (train: ``model_id``, ``resume``, ``parent_run_id``, ``pruning``). Returns its report; raises
-    ValueError for an unknown stage, and whatever the stage raises."""
+    ``options`` go to the stage (train: ``model_id``, ``resume``, ``parent_run_id``, ``pruning``).
+    Returns its report; raises ValueError for an unknown stage, and whatever the stage raises."""
     if name not in REGISTRY:
         raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGES)}")
     stage = REGISTRY[name]

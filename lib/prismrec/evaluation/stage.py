@@ -139,8 +139,8 @@ def track_evaluation(cfg: Config, result: dict) -> None:
 def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
     """Reads the preprocessed eval_users, items and train_sequences, every model of ``evaluate.compare``
     and the planted truth when there is one; writes ``<paths.output>/reports/<run_id>/evaluation.{json,md}``
-    with its figures, and the stage's entry in ``reports/<run_id>.json``; adds them to the model's MLflow run. Raises InputError when there are
-    no evaluation users, FileNotFoundError for a compared model that does not exist."""
+    with its figures, and the stage's entry in ``reports/<run_id>.json``; adds them to the model's MLflow
+    run. Raises InputError when there are no evaluation users, FileNotFoundError for a compared model that does not exist."""
     started = time.time()
     layout = Layout.of(cfg)
     meta = layout.read_meta()

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from prismrec import schema as S
+from prismrec import tracking
 from prismrec.config import Config, ConfigError
 from prismrec.errors import EXIT_REFUSED, InputError, PrismrecError
-from prismrec import tracking
 from prismrec.layout import Layout, record_stage
 from prismrec.preprocess.petastorm_io import file_examples, rank_files
 from prismrec.reports import TrainReport

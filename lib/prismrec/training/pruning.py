@@ -5,8 +5,7 @@ A rank cannot reach the study's storage (an SQLite file on the driver's disk), s
 their per-epoch validation NDCG@20. Rank 0 rebuilds them in an in-memory study with the
 same pruner, reports each epoch's value to a fresh trial there, and asks Optuna whether to
 stop; the ranks then stop together (:func:`prismrec.training.loop.train_rank`). The driver
-afterwards reports the same values to the real trial, whose pruner reaches the same
-decision from the same history. Method: the median stopping rule (Golovin et al.,
+afterwards records the same values in the real trial and marks it pruned. Method: the median stopping rule (Golovin et al.,
 "Google Vizier", KDD 2017), as ``optuna.pruners.MedianPruner``.
 """
 from __future__ import annotations
