@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | java-check
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24" "setuptools>=68,<75" wheel "cmake>=3.25,<4"
 	$(PIP) install -q -c $(CONSTRAINTS) tensorflow-cpu keras numpy pyarrow pandas protobuf \
-	  pyspark petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec mlflow-skinny optuna \
+	  pyspark petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec mlflow-skinny optuna faiss-cpu \
 	  pytest nbclient nbformat ipykernel duckdb xxhash venv-pack import-linter
 	$(HOROVOD_FLAGS) $(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) horovod
 	$(PIP) install -q --no-deps --no-build-isolation -e .

@@ -372,13 +372,21 @@ class ScoreSection:
     diversity: float = 0.0
     interest_prior: float = 0.0
     exclude_event_types: list = field(default_factory=lambda: list(S_EVENT_TYPES))
-    batch_users: int = 512
+    batch_users: int = 128
     arrow_batch_rows: int = 2048
+    retrieval: str = "auto"        # exact | ann | auto (ann from ann_min_items items on)
+    ann_min_items: int = 1_000_000
+    ann_lists: int = 0             # inverted lists of the index; 0 = 4·√M
+    ann_probes: int = 32           # lists visited per interest
+    ann_recall_users: int = 256    # users whose ann lists are checked against exact ones each run; 0 = none
 
     def __post_init__(self):
         _one_of("score.merge", self.merge, ("share", "max"))
-        for name in ("top_n", "batch_users", "arrow_batch_rows"):
+        _one_of("score.retrieval", self.retrieval, ("auto", "exact", "ann"))
+        for name in ("top_n", "batch_users", "arrow_batch_rows", "ann_min_items", "ann_probes"):
             _at_least(f"score.{name}", getattr(self, name), 1)
+        for name in ("ann_lists", "ann_recall_users"):
+            _at_least(f"score.{name}", getattr(self, name), 0)
         _require(_is_number(self.diversity) and self.diversity >= 0, "score.diversity", self.diversity,
                  "a finite number >= 0")
         _require(_is_number(self.interest_prior), "score.interest_prior", self.interest_prior, "a finite number")

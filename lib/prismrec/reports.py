@@ -146,7 +146,11 @@ class ScoreReport:
                    record["user_interests"], record["seconds"], record)
 
     def summary(self) -> str:
-        return f"{self.users} users scored in {self.seconds:.1f}s → {self.recommendations}"
+        retrieval = self.record.get("retrieval", "exact")
+        if "ann_recall" in self.record:
+            retrieval += (f", Recall@N against exact {self.record['ann_recall']:.3f} on "
+                          f"{self.record['ann_recall_users']} users")
+        return f"{self.users} users scored ({retrieval}) in {self.seconds:.1f}s → {self.recommendations}"
 
 
 @dataclass(frozen=True)

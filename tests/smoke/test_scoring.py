@@ -1,6 +1,7 @@
 """Full-population scoring: coverage, fallback, idempotent publishing, refusal on bad output, explain."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ from prismrec.stages import run as run_stage
 from prismrec.layout import Layout
 from prismrec.scoring import publish, udf
 from prismrec.ranking.recommend import Ranking
+from prismrec.training import artifact
 
 pytestmark = pytest.mark.smoke
 COLD_USER = "9999999"
@@ -112,3 +114,77 @@ def test_diversity_raises_category_diversity(spark, scored):
     diverse = run_stage("evaluate", tiny_config(root, "score.merge=max", "score.diversity=0.5"), spark)
     k = cfg.evaluate.ks[-1]
     assert diverse.metrics["model"][f"category_diversity@{k}"] > plain.metrics["model"][f"category_diversity@{k}"]
+
+
+def copied_model(cfg, name: str) -> str:
+    """A copy of the fixture's model as models/<name>, so a test may add to it or alter it."""
+    import shutil
+
+    layout = Layout.of(cfg)
+    source = layout.model_dir(layout.latest_model.read_text().strip())
+    shutil.rmtree(layout.model_dir(name), ignore_errors=True)
+    shutil.copytree(source, layout.model_dir(name))
+    return name
+
+
+def test_an_exhaustive_index_publishes_the_exact_lists_and_is_kept_in_the_artifact(spark, scored):
+    cfg, _, exact = scored
+    before = table(exact.recommendations)
+    model_id = copied_model(cfg, "with-index")
+    root = Path(cfg.paths.output).parent
+    ann_cfg = tiny_config(root, f"score.model_id={model_id}", "score.retrieval=ann", "score.ann_lists=8",
+                          "score.ann_probes=8")
+    ann = run_stage("score", ann_cfg, spark)
+    after = table(ann.recommendations)
+    assert ann.record["retrieval"] == "ann" and ann.record["ann_recall"] == 1.0
+    assert ann.record["ann_recall_users"] == min(cfg.score.ann_recall_users, ann.users)
+    pd.testing.assert_frame_equal(after.drop(columns=[S.SCORE]), before.drop(columns=[S.SCORE]))
+    assert (after[S.SCORE] - before[S.SCORE]).abs().max() < 1e-4
+    model_dir = Layout.of(cfg).model_dir(model_id)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert "index/ivf8.faiss" in manifest["files"]
+    # Auto below ann_min_items stays exact.
+    auto = run_stage("score", tiny_config(root, f"score.model_id={model_id}"), spark)
+    assert auto.record["retrieval"] == "exact" and "ann_recall" not in auto.record
+
+
+def test_an_altered_index_is_refused(spark, scored):
+    cfg, _, _ = scored
+    model_id = copied_model(cfg, "altered-index")
+    root = Path(cfg.paths.output).parent
+    ann_cfg = tiny_config(root, f"score.model_id={model_id}", "score.retrieval=ann", "score.ann_lists=4")
+    run_stage("score", ann_cfg, spark)
+    index = Layout.of(cfg).model_dir(model_id) / "index" / "ivf4.faiss"
+    data = bytearray(index.read_bytes())
+    data[-1] ^= 0x01
+    index.write_bytes(bytes(data))
+    udf._LOADED.clear()  # a fresh driver process
+    with pytest.raises(artifact.ArtifactError, match=r"ivf4.faiss was altered"):
+        run_stage("score", ann_cfg, spark)
+
+
+def test_every_python_worker_reads_the_index_once(spark, scored):
+    cfg, _, _ = scored
+    model_id = copied_model(cfg, "read-once")
+    root = Path(cfg.paths.output).parent
+    ann_cfg = tiny_config(root, f"score.model_id={model_id}", "score.retrieval=ann", "score.ann_lists=4")
+    directory = str(Layout.of(cfg).model_dir(model_id))
+    retrieval = udf.prepare(directory, ann_cfg.score)
+    score = udf.recommendations_fn(directory, ann_cfg.score.top_n, 16, 1, Ranking(), retrieval)
+    index = str(Path(directory) / retrieval.index_name)
+
+    def with_reads(frames):
+        import os
+
+        from prismrec.ranking import retrieval as searches
+
+        for frame in score(frames):
+            yield pd.DataFrame({"pid": [os.getpid()], "reads": [searches.INDEX_READS[index]],
+                                "rows": [len(frame)]})
+
+    histories = spark.read.parquet(Layout.of(cfg).table("histories")).repartition(8)
+    seen = histories.mapInPandas(with_reads, "pid long, reads long, rows long").toPandas()
+    per_worker = seen.groupby("pid")["reads"].agg(["min", "max", "count"])
+    assert seen["rows"].sum() > 0
+    assert (per_worker["max"] == 1).all() and (per_worker["min"] == 1).all()
+    assert per_worker["count"].max() >= 2  # some worker ranked several batches with the one index

@@ -129,6 +129,9 @@ def test_importing_config_leaves_numpy_pandas_and_pyarrow_out():
     (["run.dt=2026-02-30"], r"'run.dt' has value '2026-02-30' .*YYYY-MM-DD"),
     (["score.exclude_event_types=[view, like]"], r"'score.exclude_event_types' has value \['view', 'like'\]"),
     (["train.epochs=0"], r"'train.epochs' has value 0 .*allowed: an integer >= 1"),
+    (["score.retrieval=hnsw"], r"'score.retrieval' has value 'hnsw' .*allowed: auto, exact, ann"),
+    (["score.ann_probes=0"], r"'score.ann_probes' has value 0 .*allowed: an integer >= 1"),
+    (["score.ann_lists=-1"], r"'score.ann_lists' has value -1 .*allowed: an integer >= 0"),
 ])
 def test_a_value_out_of_range_names_the_key_its_value_its_origin_and_what_is_allowed(overrides, message):
     with pytest.raises(ConfigError, match=message):

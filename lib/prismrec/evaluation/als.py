@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from prismrec import schema as S
 from prismrec.evaluation import spark_metrics
 from prismrec.preprocess.sequences import user_index
-from prismrec.ranking.topk import top_n
+from prismrec.ranking.topk import as_search, top_n
 from prismrec.ranking.users import seen, user_batches
 
 logger = logging.getLogger(__name__)
@@ -52,13 +52,14 @@ def item_matrix(model: ALSModel, num_items: int) -> tuple[np.ndarray, np.ndarray
 def rankings_fn(item_factors: np.ndarray, unseen: np.ndarray, top_n_items: int, batch_users: int) -> Callable:
     """mapInPandas function: ``user_id, seen_items, features`` (null without a factor) → ``user_id, ranked``."""
     def rank(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        search = as_search(item_factors)
         for batch in user_batches(frames, batch_users):
             known = batch[FEATURES].notna().to_numpy()
             ranked = [np.zeros(0, dtype=np.int32)] * len(batch)
             if known.any():
                 vectors = np.stack(batch[FEATURES][known].to_numpy()).astype(np.float32)[:, None, :]
                 excluded = [np.concatenate([items, unseen]) for items in seen(batch[known])]
-                items, scores, _ = top_n(vectors, item_factors, excluded, top_n_items)
+                items, scores, _ = top_n(vectors, search, excluded, top_n_items)
                 for row, (user_items, user_scores) in zip(np.flatnonzero(known), zip(items, scores)):
                     ranked[row] = user_items[np.isfinite(user_scores)].astype(np.int32)
             yield pd.DataFrame({S.USER_ID: batch[S.USER_ID].to_numpy(), spark_metrics.RANKED: ranked})

@@ -61,7 +61,8 @@ def system_rankings(spark: SparkSession, cfg: Config, layout: Layout, users: Dat
             continue
         if name in dirs:
             frames[name] = systems.model_rankings(users, dirs[name], top_n, cfg.score.batch_users, threads,
-                                                  Ranking.of(cfg.score), item_topic)
+                                                  Ranking.of(cfg.score), item_topic,
+                                                  udf.prepare(dirs[name], cfg.score))
         elif name == "popularity":
             frames[name] = systems.popularity_rankings(users, num_items, top_n)
         elif name == "als":

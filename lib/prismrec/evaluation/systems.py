@@ -58,14 +58,15 @@ def ranked_schema(extra: tuple[str, ...] = ()) -> T.StructType:
 
 
 def model_fn(directory: str, top_n: int, batch_users: int, threads: int, ranking: Ranking,
-             item_topic: np.ndarray | None) -> Callable:
+             item_topic: np.ndarray | None, retrieval=None) -> Callable:
     """mapInPandas function: users (``user_id, hist_items, seen_items`` and ``true_topics``
     when ``item_topic`` is given) → ``user_id, ranked`` and the interest-quality columns."""
     def rank(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = udf.load_once(directory, threads)
+        search = udf.search_once(directory, threads, retrieval)
         item_category = item_category_codes(model)
         for batch in user_batches(frames, batch_users):
-            ranked = rank_users(model, histories(batch), seen(batch), top_n, ranking)
+            ranked = rank_users(model, histories(batch), seen(batch), top_n, ranking, search)
             interests = ranked.interests
             retrieved = retrieve(model, interests.vectors, PURITY_TOP_N)
             columns = {"distinctness": quality.mean_pairwise_cosine(interests.vectors),
@@ -100,10 +101,12 @@ def recovery_columns(retrieved: np.ndarray, hist: np.ndarray, true_topics: pd.Se
 
 
 def model_rankings(users: DataFrame, directory: str, top_n: int, batch_users: int, threads: int,
-                   ranking: Ranking = Ranking(), item_topic: np.ndarray | None = None) -> DataFrame:
-    """``user_id, ranked`` plus the interest-quality columns (the truth ones only with ``item_topic``)."""
+                   ranking: Ranking = Ranking(), item_topic: np.ndarray | None = None,
+                   retrieval=None) -> DataFrame:
+    """``user_id, ranked`` plus the interest-quality columns (the truth ones only with ``item_topic``);
+    ``retrieval`` as scoring uses it (:func:`prismrec.scoring.udf.prepare`; None = exact)."""
     extra = INTEREST_COLUMNS if item_topic is not None else INTEREST_COLUMNS[:3]
-    return users.mapInPandas(model_fn(directory, top_n, batch_users, threads, ranking, item_topic),
+    return users.mapInPandas(model_fn(directory, top_n, batch_users, threads, ranking, item_topic, retrieval),
                              schema=ranked_schema(extra))
 
 

@@ -62,7 +62,8 @@ class Ranking:
 
 def rank_items(vectors: np.ndarray, weights: np.ndarray, item_table, seen_items: list[np.ndarray],
                top_n_items: int, ranking: Ranking, item_category: np.ndarray | None = None):
-    """(items [B, N], scores [B, N], interest [B, N]) from interests [B, K, d] and weights [B, K]."""
+    """(items [B, N], scores [B, N], interest [B, N]) from interests [B, K, d] and weights [B, K];
+    ``item_table``: the item embeddings [M, d] or a search over them (:func:`item_search`)."""
     if ranking.merge == "share":
         return top_n(vectors, item_table, seen_items, top_n_items, ranking.diversity, interest_share=weights)
     return top_n(vectors, item_table, seen_items, top_n_items, ranking.diversity, item_category,
@@ -76,15 +77,16 @@ def prior_bias(weights: np.ndarray, strength: float) -> np.ndarray | None:
     return strength * np.log(np.maximum(weights, 1e-6))
 
 
-def item_tensor(model):
-    """The item table as one TensorFlow constant per loaded model: converted once, not per batch."""
-    tensor = getattr(model, "_item_tensor", None)
-    if tensor is None:
-        import tensorflow as tf
+def item_search(model):
+    """The exact search over a loaded model's item table
+    (:class:`~prismrec.ranking.retrieval.ExactSearch`), made once per loaded model."""
+    search = getattr(model, "_exact_search", None)
+    if search is None:
+        from prismrec.ranking.retrieval import ExactSearch
 
-        tensor = tf.constant(np.asarray(model.item_embeddings))
-        object.__setattr__(model, "_item_tensor", tensor)
-    return tensor
+        search = ExactSearch(model.item_embeddings)
+        object.__setattr__(model, "_exact_search", search)
+    return search
 
 
 def category_codes(items, num_items: int | None = None) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Exact top-N over several interest vectors per user (numpy + TensorFlow, no Spark).
 
-For each interest, an exact top-N over all items (matmul + ``top_k``), then the
-K·N candidates are merged into N, one of two ways:
+For each interest, its top-N unseen items (:mod:`prismrec.ranking.retrieval`: exact, or from an
+approximate index), then the K·N candidates are merged into N, one of two ways:
 
 - ``max``: by each item's best score. This equals the top-N of ``max_k score_k(item)``:
   an item in that top-N is, for its best interest k*, beaten under k* only by items
@@ -14,6 +14,8 @@ K·N candidates are merged into N, one of two ways:
 from __future__ import annotations
 
 import numpy as np
+
+from prismrec.ranking.retrieval import candidates
 
 NEG_INF = np.float32(-np.inf)
 
@@ -29,18 +31,14 @@ def exclusion_mask(seen_items: list[np.ndarray], num_items: int) -> np.ndarray:
     return mask
 
 
-def top_n_per_interest(interest_vectors: np.ndarray, item_embeddings: np.ndarray,
-                       mask: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-interest exact top-N.
+def as_search(items):
+    """``items`` if it is already a search (:mod:`prismrec.ranking.retrieval`), else an exact
+    search over the item table [M, d] it is."""
+    if hasattr(items, "search"):
+        return items
+    from prismrec.ranking.retrieval import ExactSearch
 
-    interest_vectors: [B, K, d]; item_embeddings: [M, d]; mask: [B, M] (0 or -inf).
-    Returns (scores [B, K, N'], items [B, K, N']) with N' = min(N, M).
-    """
-    import tensorflow as tf
-
-    scores = tf.einsum("bkd,md->bkm", interest_vectors, item_embeddings) + mask[:, None, :]
-    best = tf.math.top_k(scores, k=min(top_n, item_embeddings.shape[0]), sorted=True)
-    return best.values.numpy(), best.indices.numpy()
+    return ExactSearch(items)
 
 
 def merge_interests(scores: np.ndarray, items: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,13 +91,14 @@ def _take(scores: np.ndarray, items: np.ndarray, positions: np.ndarray, filled: 
             np.take_along_axis(interest, positions, axis=-1))
 
 
-def top_n(interest_vectors: np.ndarray, item_embeddings: np.ndarray, seen_items: list[np.ndarray],
+def top_n(interest_vectors: np.ndarray, items, seen_items: list[np.ndarray],
           top_n: int, diversity: float = 0.0, item_category: np.ndarray | None = None,
           interest_bias: np.ndarray | None = None,
           interest_share: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each user's top-N items over their interests, excluding seen items.
+    """Each user's top-N items over their interests, excluding seen items and padding (item_idx 0).
 
-    interest_vectors: [B, K, d]; item_embeddings: [M, d]; seen_items: B arrays of item_idx.
+    interest_vectors: [B, K, d]; items: the item table [M, d] (searched exactly) or a search
+    over it (:mod:`prismrec.ranking.retrieval`); seen_items: B arrays of item_idx.
     By default the ``max`` merge: ``interest_bias`` [B, K], if given, is added to every score
     of interest k (a prior per interest); a constant per interest does not change that
     interest's own top-N, so the merge stays exact. With ``diversity`` λ > 0 the K·N
@@ -108,8 +107,7 @@ def top_n(interest_vectors: np.ndarray, item_embeddings: np.ndarray, seen_items:
     no bias, no diversity).
     Returns (items [B, N], scores [B, N], interest [B, N]); -inf scores mark empty slots.
     """
-    mask = exclusion_mask(seen_items, item_embeddings.shape[0])
-    scores, items = top_n_per_interest(interest_vectors, item_embeddings, mask, top_n)
+    scores, items = candidates(as_search(items), interest_vectors, seen_items, top_n)
     if interest_share is not None:
         if diversity:
             raise ValueError(f"diversity {diversity} needs the max merge; the share merge keeps each interest's order")

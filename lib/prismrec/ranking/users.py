@@ -14,8 +14,7 @@ import numpy as np
 
 from prismrec import schema as S
 from prismrec.ranking.popularity import popularity_top_n
-from prismrec.ranking.recommend import Interests, Ranking, encode, item_category_codes, item_tensor, rank_items
-from prismrec.ranking.topk import exclusion_mask, top_n_per_interest
+from prismrec.ranking.recommend import Interests, Ranking, encode, item_category_codes, item_search, rank_items
 
 
 def user_batches(frames: Iterable, batch_users: int) -> Iterator:
@@ -55,18 +54,30 @@ class RankedUsers:
 
 
 def rank_users(model, hist: np.ndarray, seen_items: list[np.ndarray], top_n: int,
-               ranking: Ranking = Ranking()) -> RankedUsers:
+               ranking: Ranking = Ranking(), search=None) -> RankedUsers:
     """Each user's top-``top_n`` unseen items from their interests, merged by ``ranking``.
 
     ``model``: a loaded artifact (:func:`prismrec.training.artifact.load`), whose ``items``
     table gives each item's category and event count; ``hist``: int [B, L] padded histories
-    (0 is padding); ``seen_items``: B arrays of item_idx to exclude. Users whose history is all
-    padding get the popularity fallback. Raises ValueError for a diversity with the share merge.
+    (0 is padding); ``seen_items``: B arrays of item_idx to exclude; ``search``: how each
+    interest finds its items (:mod:`prismrec.ranking.retrieval`; None = the exact search).
+    Users an approximate search leaves with fewer than N unseen items are ranked again exactly.
+    Users whose history is all padding get the popularity fallback. Raises ValueError for a
+    diversity with the share merge.
     """
     interests = encode(model, hist)
-    items, scores, interest = rank_items(interests.vectors, interests.weights, item_tensor(model), seen_items,
+    search = search or item_search(model)
+    items, scores, interest = rank_items(interests.vectors, interests.weights, search, seen_items,
                                          top_n, ranking, item_category_codes(model))
     fallback = ~(hist > 0).any(axis=1)
+    short = short_lists(search, items, scores, seen_items, top_n) & ~fallback
+    if short.any():  # the index could not supply N unseen items: rank these users exactly
+        exact = item_search(model)
+        rows = np.flatnonzero(short)
+        redo = rank_items(interests.vectors[rows], interests.weights[rows], exact, [seen_items[r] for r in rows],
+                          top_n, ranking, item_category_codes(model))
+        for ranked, again in zip((items, scores, interest), redo):
+            ranked[rows] = again
     if fallback.any():
         popularity = model.items[S.COUNT].to_numpy().astype(np.float32)
         ranked = popularity_top_n([s for s, f in zip(seen_items, fallback) if f], len(popularity) + 1, top_n)
@@ -80,6 +91,37 @@ def rank_users(model, hist: np.ndarray, seen_items: list[np.ndarray], top_n: int
 def retrieve(model, interest_vectors: np.ndarray, top_n: int) -> np.ndarray:
     """int [B, K, N]: each interest's own top-N items over the whole catalogue, seen items
     included (only the padding index is excluded): what an interest stands for."""
-    padding_only = exclusion_mask([np.zeros(0, dtype=np.int64)] * len(interest_vectors),
-                                  len(item_category_codes(model)))
-    return top_n_per_interest(interest_vectors, item_tensor(model), padding_only, top_n)[1]
+    batch, num_interests, dim = interest_vectors.shape
+    return item_search(model).search(interest_vectors.reshape(-1, dim), top_n)[1].reshape(batch, num_interests, -1)
+
+
+def short_lists(search, items: np.ndarray, scores: np.ndarray, seen_items: list[np.ndarray],
+                top_n: int) -> np.ndarray:
+    """bool [B]: users an approximate search left with fewer than N items while the catalogue
+    [1, M) holds more unseen ones (never for an exact search)."""
+    from prismrec.ranking.retrieval import ExactSearch
+
+    if isinstance(search, ExactSearch):
+        return np.zeros(len(items), dtype=bool)
+    catalogue = search.num_items - 1
+    unseen = np.array([catalogue - len(np.unique(s[(s > 0) & (s <= catalogue)])) for s in seen_items])
+    filled = np.isfinite(scores).sum(axis=1)
+    return filled < np.minimum(top_n, unseen)
+
+
+def recall_against_exact(model, frame, top_n: int, ranking: Ranking, search) -> float:
+    """Mean over the users of ``frame`` (``hist_items, seen_items``) with a non-empty exact list of
+    the share of their exact top-``top_n`` that ``search``'s lists hold (Recall@N against exact);
+    1.0 when no user has one."""
+    if frame.empty:
+        return 1.0
+    hist, seen_items = histories(frame), seen(frame)
+    approximate = rank_users(model, hist, seen_items, top_n, ranking, search)
+    exact = rank_users(model, hist, seen_items, top_n, ranking, item_search(model))
+    shares = []
+    for row in np.flatnonzero(~exact.fallback):
+        truth = exact.items[row][np.isfinite(exact.scores[row])]
+        if len(truth):
+            found = approximate.items[row][np.isfinite(approximate.scores[row])]
+            shares.append(np.isin(truth, found).mean())
+    return float(np.mean(shares)) if shares else 1.0

@@ -9,11 +9,14 @@ from pyspark.sql import SparkSession
 from prismrec.config import Config
 from prismrec.layout import Layout, record_stage
 from prismrec.ranking.recommend import Ranking
+from prismrec.ranking.retrieval import ANN, Retrieval
+from prismrec.ranking.users import recall_against_exact
 from prismrec.reports import ScoreReport
 from prismrec.scoring import publish, udf
 from prismrec.spark import job_group, table_schema
 
 logger = logging.getLogger(__name__)
+ANN_RECALL_WARNING = 0.95
 
 
 def model_dir(cfg: Config, layout: Layout) -> str:
@@ -32,6 +35,24 @@ def task_threads(spark: SparkSession) -> int:
     return int(spark.conf.get("spark.task.cpus", "1"))
 
 
+def ann_check(histories, directory: str, cfg: Config, ranking: Ranking, retrieval: Retrieval) -> dict:
+    """With approximate retrieval, the first ``score.ann_recall_users`` users ranked both ways on the
+    driver: ``ann_recall`` is the share of each one's exact top-N the index found, averaged
+    (Recall@N against exact); a warning below 0.95 names the key that raises it. {} otherwise."""
+    wanted = cfg.score.ann_recall_users
+    if retrieval.mode != ANN or not wanted:
+        return {}
+    sample = histories.limit(wanted).toPandas()
+    model = udf.load_once(directory, 1)
+    recall = recall_against_exact(model, sample, cfg.score.top_n, ranking, udf.search_once(directory, 1, retrieval))
+    if recall < ANN_RECALL_WARNING:
+        logger.warning("score: the index found %.3f of the exact top-%d of %d users (Recall@%d against exact); "
+                       "raise score.ann_probes (now %d) for more, or set score.retrieval=exact",
+                       recall, cfg.score.top_n, len(sample), cfg.score.top_n, retrieval.probes)
+    return {"ann_recall": round(recall, 4), "ann_recall_users": len(sample), "ann_probes": retrieval.probes,
+            "ann_lists": retrieval.lists}
+
+
 def run(spark: SparkSession, cfg: Config) -> ScoreReport:
     """Reads the preprocessed histories and items and the model (``score.model_id`` or models/LATEST);
     writes ``recommendations`` and ``user_interests`` to a staging folder, checks them, then publishes
@@ -42,11 +63,12 @@ def run(spark: SparkSession, cfg: Config) -> ScoreReport:
     meta = layout.read_meta()
     dt, run_id = meta["dt"], meta["run_id"]
     directory = model_dir(cfg, layout)
-    udf.load_once(directory, 1)  # verify the artifact on the driver before any distributed work
+    # Verifies the artifact and builds the index it needs on the driver, before any distributed work.
+    retrieval = udf.prepare(directory, cfg.score)
     histories = spark.read.parquet(layout.table("histories"))
     threads, ranking = task_threads(spark), Ranking.of(cfg.score)
     recommendations = histories.mapInPandas(
-        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads, ranking),
+        udf.recommendations_fn(directory, cfg.score.top_n, cfg.score.batch_users, threads, ranking, retrieval),
         schema=table_schema("recommendations"))
     interests = histories.mapInPandas(udf.interests_fn(directory, cfg.score.batch_users, threads),
                                       schema=table_schema("user_interests"))
@@ -68,7 +90,8 @@ def run(spark: SparkSession, cfg: Config) -> ScoreReport:
         publish.swap_in(spark, path, str(layout.output_table(name, dt)))
         # Underscore files are invisible to Spark's Parquet reader.
         cfg.save(layout.output_table(name, dt) / "_prismrec_config.yaml")
-    report = {"dt": dt, "model_dir": directory, "users": histories.count(),
+    report = {"dt": dt, "model_dir": directory, "users": histories.count(), "retrieval": retrieval.mode,
+              **ann_check(histories, directory, cfg, ranking, retrieval),
               "recommendations": str(layout.output_table("recommendations", dt)),
               "user_interests": str(layout.output_table("user_interests", dt)),
               "seconds": round(time.time() - started, 2)}

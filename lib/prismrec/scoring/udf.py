@@ -33,18 +33,50 @@ def load_once(model_dir: str, threads: int):
     return _LOADED[model_dir]
 
 
+def prepare(model_dir: str, score_cfg):
+    """The :class:`~prismrec.ranking.retrieval.Retrieval` the ``score`` config section gives for
+    the model at ``model_dir`` (``auto`` resolved by its catalogue size), with its index built into
+    the artifact first if it needs one. Runs on the driver, before any distributed work."""
+    from prismrec.ranking.retrieval import Retrieval
+    from prismrec.scoring.index import catalogue_size, ensure
+
+    model = load_once(model_dir, 1)
+    retrieval = Retrieval.of(score_cfg, catalogue_size(model))
+    ensure(model_dir, model, retrieval)
+    return retrieval
+
+
+def search_once(model_dir: str, threads: int, retrieval=None):
+    """The worker-wide search for ``model_dir``'s items: exact, or an :class:`AnnSearch` over the
+    index ``retrieval`` names, read (and checked against the manifest) once per worker."""
+    from prismrec.ranking.recommend import item_search
+    from prismrec.ranking.retrieval import ANN
+
+    model = load_once(model_dir, threads)
+    if retrieval is None or retrieval.mode != ANN:
+        return item_search(model)
+    key = f"{model_dir}::{retrieval.index_name}::{retrieval.probes}"
+    if key not in _LOADED:
+        from prismrec.scoring.index import open_search
+
+        _LOADED[key] = open_search(model_dir, model, retrieval, threads)
+    return _LOADED[key]
+
+
 def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: int,
-                       ranking=None) -> Callable:
-    """mapInPandas function: histories → ``recommendations`` rows (without dt)."""
+                       ranking=None, retrieval=None) -> Callable:
+    """mapInPandas function: histories → ``recommendations`` rows (without dt). ``retrieval``:
+    a :class:`~prismrec.ranking.retrieval.Retrieval` (None = exact)."""
     from prismrec.ranking.recommend import Ranking
     from prismrec.ranking.users import histories, rank_users, seen, user_batches
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = load_once(model_dir, threads)
+        search = search_once(model_dir, threads, retrieval)
         item_ids = model.items[S.ITEM_ID].to_numpy()
         item_category = model.items[S.CATEGORY_ID].to_numpy()
         for batch in user_batches(frames, batch_users):
-            ranked = rank_users(model, histories(batch), seen(batch), top_n, ranking or Ranking())
+            ranked = rank_users(model, histories(batch), seen(batch), top_n, ranking or Ranking(), search)
             valid = np.isfinite(ranked.scores)
             rows, cols = np.nonzero(valid)
             picked = ranked.items[valid]

@@ -28,7 +28,8 @@ from prismrec.config import redact
 from prismrec.errors import EXIT_REFUSED, PrismrecError
 
 MANIFEST = "manifest.json"
-VERSIONED = ("tensorflow-cpu", "keras", "horovod", "pyspark", "petastorm", "pyarrow", "numpy", "prismrec")
+VERSIONED = ("tensorflow-cpu", "keras", "horovod", "pyspark", "petastorm", "pyarrow", "numpy", "faiss-cpu",
+             "prismrec")
 
 
 class ArtifactError(PrismrecError, ValueError):
@@ -76,6 +77,46 @@ def verify(root: Path) -> dict:
         if sha256_file(root / name) != expected:
             raise ArtifactError(f"model artifact file {root / name} was altered (SHA-256 differs from "
                                 f"the manifest); refusing to load it. Re-export with `prismrec train`")
+    return manifest
+
+
+def verified_file(root: Path, name: str) -> Path:
+    """``root / name`` after checking it against the artifact's manifest (for a file added after
+    the artifact was loaded). Raises ArtifactError when the manifest does not list it or its
+    SHA-256 differs."""
+    root = Path(root)
+    listed = json.loads((root / MANIFEST).read_text())["files"]
+    if name not in listed:
+        raise ArtifactError(f"model artifact {root} has no {name} in its manifest; it is built by "
+                            f"`prismrec score` with score.retrieval=ann")
+    if sha256_file(root / name) != listed[name]:
+        raise ArtifactError(f"model artifact file {root / name} was altered (SHA-256 differs from the manifest); "
+                            f"refusing to load it. Re-export the model with `prismrec train` (its index is built "
+                            f"again by the next `prismrec score`)")
+    return root / name
+
+
+def add_file(root: Path, name: str, write) -> dict:
+    """Add ``name`` (a path inside the artifact) to a verified artifact: ``write(path)`` writes it to
+    a temporary file, which is moved into place, and the manifest is rewritten with its SHA-256
+    (atomically: readers see the old manifest or the new one). Returns the new manifest.
+    Raises ArtifactError when the artifact does not verify first."""
+    root = Path(root)
+    manifest = verify(root)
+    target = root / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the artifact, not in it, so a reader verifying meanwhile sees no extra file.
+    partial = root.parent / f".{root.name}.{target.name}.partial-{os.getpid()}"
+    write(partial)
+    digest = sha256_file(partial)
+    # A file the manifest does not list makes verify() refuse the artifact, so the file moves in
+    # just before the manifest that lists it; a crash between them leaves a refused artifact
+    # with a message naming the file, not a silently different one.
+    os.replace(partial, target)
+    manifest["files"][name] = digest
+    staged = root.parent / f".{root.name}.{MANIFEST}.partial-{os.getpid()}"
+    staged.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(staged, root / MANIFEST)
     return manifest
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from prismrec.ranking.recommend import Ranking, rank_items
+from prismrec.ranking.retrieval import ExactSearch
 from prismrec.training.pruning import epoch_pruner
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def validation_sums(model, users: dict | None, ranking=None, batch: int = 256) -
 
     if users is None or users["hist_items"] is None:
         return 0.0, 0.0, 0.0, 0.0, 0.0
-    table = model.item_table().numpy()
+    table = ExactSearch(model.item_table().numpy())
     ndcg = recall = ndcg_tune = recall_tune = 0.0
     for start in range(0, len(users["seen_items"]), batch):
         hist = users["hist_items"][start:start + batch]
