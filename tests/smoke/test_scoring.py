@@ -159,8 +159,14 @@ def test_an_altered_index_is_refused(spark, scored):
     data[-1] ^= 0x01
     index.write_bytes(bytes(data))
     udf._LOADED.clear()  # a fresh driver process
-    with pytest.raises(artifact.ArtifactError, match=r"ivf4.faiss was altered"):
+    with pytest.raises(artifact.ArtifactError, match=r"ivf4.faiss was altered .*Fix: delete it"):
         run_stage("score", ann_cfg, spark)
+    # As the message says: without the file, the next score builds the index again.
+    index.unlink()
+    udf._LOADED.clear()
+    again = run_stage("score", ann_cfg, spark)
+    assert again.record["retrieval"] == "ann" and index.is_file()
+    assert artifact.verify(index.parent.parent)["files"]["index/ivf4.faiss"] == artifact.sha256_file(index)
 
 
 def test_every_python_worker_reads_the_index_once(spark, scored):

@@ -51,3 +51,17 @@ def test_unlisted_file_is_refused(exported):
     (exported / "notes.txt").write_text("x")
     with pytest.raises(artifact.ArtifactError, match="notes.txt, which its manifest does not list"):
         artifact.load(exported)
+
+
+def test_an_added_index_is_covered_by_the_manifest_and_may_be_built_again(exported):
+    artifact.add_file(exported, "index/ivf2.faiss", lambda path: path.write_bytes(b"index bytes"))
+    manifest = artifact.load(exported).manifest
+    assert manifest["files"]["index/ivf2.faiss"] == artifact.sha256_file(exported / "index" / "ivf2.faiss")
+    assert not list(exported.parent.glob(".*partial*"))  # nothing left beside the artifact
+    (exported / "index" / "ivf2.faiss").write_bytes(b"index bytez")
+    with pytest.raises(artifact.ArtifactError, match=r"ivf2.faiss was altered .*Fix: delete it"):
+        artifact.load(exported)
+    (exported / "index" / "ivf2.faiss").unlink()
+    artifact.load(exported)  # a derived file that is gone is not an error
+    with pytest.raises(artifact.ArtifactError, match=r"has no index/ivf2.faiss; it is built by `prismrec score`"):
+        artifact.verified_file(exported, "index/ivf2.faiss")

@@ -19,11 +19,11 @@ def catalogue_size(model) -> int:
 
 def ensure(model_dir: str, model, retrieval: Retrieval, seed: int = 0) -> None:
     """Build ``retrieval``'s index into the artifact at ``model_dir`` unless it holds it already
-    (nothing for exact retrieval). ``model``: the loaded artifact. Raises ConfigError (exit 2) when
+    (nothing for exact retrieval; an index deleted since is built again). ``model``: the loaded artifact. Raises ConfigError (exit 2) when
     the catalogue has fewer items than the index's lists, ArtifactError when the artifact does
     not verify."""
     name = retrieval.index_name
-    if name is None or name in model.manifest["files"] or (Path(model_dir) / name).is_file():
+    if name is None or (Path(model_dir) / name).is_file():
         return
     started = time.perf_counter()
     logger.info("score: building an IVF index of %d lists over %d items into %s (once per model)",

@@ -9,8 +9,9 @@ Layout of ``models/<model_id>/``::
     metrics.json           training metrics
     manifest.json          SHA-256 of every file above, library versions, config hash
 
-Loading verifies every checksum and refuses missing, extra or altered files.
-Nothing is pickled.
+Loading verifies every checksum and refuses missing, extra or altered files. Scoring
+with ``score.retrieval=ann`` adds ``index/ivf<lists>.faiss`` (:func:`add_file`); a derived
+file under ``index/`` that is missing is built again rather than refused. Nothing is pickled.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from prismrec.config import redact
 from prismrec.errors import EXIT_REFUSED, PrismrecError
 
 MANIFEST = "manifest.json"
+# Files derived from the others after export (the approximate-retrieval index): listed in the
+# manifest like the rest, but one that is missing is not an error, since it is built again.
+DERIVED = "index/"
 VERSIONED = ("tensorflow-cpu", "keras", "horovod", "pyspark", "petastorm", "pyarrow", "numpy", "faiss-cpu",
              "prismrec")
 
@@ -69,15 +73,22 @@ def verify(root: Path) -> dict:
     manifest = json.loads((root / MANIFEST).read_text())
     listed, present = set(manifest["files"]), set(_files(root))
     for name in sorted(listed - present):
-        raise ArtifactError(f"model artifact {root} is missing {name}; re-export it with `prismrec train`")
+        if not name.startswith(DERIVED):  # a derived file that is gone is built again when needed
+            raise ArtifactError(f"model artifact {root} is missing {name}; re-export it with `prismrec train`")
     for name in sorted(present - listed):
         raise ArtifactError(f"model artifact {root} holds {name}, which its manifest does not list; "
                             f"remove it or re-export the model")
-    for name, expected in sorted(manifest["files"].items()):
-        if sha256_file(root / name) != expected:
-            raise ArtifactError(f"model artifact file {root / name} was altered (SHA-256 differs from "
-                                f"the manifest); refusing to load it. Re-export with `prismrec train`")
+    for name in sorted(listed & present):
+        _check(root, name, manifest["files"][name])
     return manifest
+
+
+def _check(root: Path, name: str, expected: str) -> None:
+    if sha256_file(root / name) != expected:
+        fix = (f"delete it: `prismrec score` builds it again" if name.startswith(DERIVED)
+               else "re-export with `prismrec train`")
+        raise ArtifactError(f"model artifact file {root / name} was altered (SHA-256 differs from "
+                            f"the manifest); refusing to load it. Fix: {fix}")
 
 
 def verified_file(root: Path, name: str) -> Path:
@@ -86,13 +97,10 @@ def verified_file(root: Path, name: str) -> Path:
     SHA-256 differs."""
     root = Path(root)
     listed = json.loads((root / MANIFEST).read_text())["files"]
-    if name not in listed:
-        raise ArtifactError(f"model artifact {root} has no {name} in its manifest; it is built by "
-                            f"`prismrec score` with score.retrieval=ann")
-    if sha256_file(root / name) != listed[name]:
-        raise ArtifactError(f"model artifact file {root / name} was altered (SHA-256 differs from the manifest); "
-                            f"refusing to load it. Re-export the model with `prismrec train` (its index is built "
-                            f"again by the next `prismrec score`)")
+    if name not in listed or not (root / name).is_file():
+        raise ArtifactError(f"model artifact {root} has no {name}; it is built by `prismrec score` "
+                            f"(or `prismrec evaluate`) with score.retrieval=ann")
+    _check(root, name, listed[name])
     return root / name
 
 
