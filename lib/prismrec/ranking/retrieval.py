@@ -32,6 +32,26 @@ SCORE_BUFFER = 1 << 25
 INDEX_READS: Counter = Counter()  # reads of each index file by this process (a worker reads each once)
 
 
+def faiss_module(threads: int | None = None):
+    """``faiss``, imported with its loader's probing kept off the console, using ``threads``
+    OpenMP threads when given.
+
+    FAISS's loader tries per-instruction-set modules (``swigfaiss_avx512_spr``, ``_avx512``,
+    ``_avx2``) and logs each one missing at INFO; the faiss-cpu wheels pinned here ship one
+    module that picks the instruction set at run time (``faiss.get_compile_options()`` says
+    ``DD``), so those lines are noise, not a slower build (faiss-wheels issue #39, faiss issue
+    #2872).
+    """
+    import logging
+
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    return faiss
+
+
 class ExactSearch:
     """Exact per-query top-C over an item table [M, d] (row 0 padding), blocked top-k.
 
@@ -105,8 +125,7 @@ class AnnSearch:
 
     def search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 [Q, C], items int64 [Q, C]), best first, C = min(count, M - 1)."""
-        import faiss
-
+        faiss = faiss_module()
         count = min(count, self.num_items - 1)
         if count <= 0 or len(queries) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
@@ -179,21 +198,19 @@ def default_lists(num_items: int) -> int:
 def build_index(table: np.ndarray, lists: int, seed: int = 0, threads: int | None = None):
     """An ``IndexIVFFlat`` (inner product) over rows 1..M-1 of ``table`` [M, d], ids = item_idx.
 
-    The coarse quantizer is k-means on at most 64 items per list (FAISS's default sample of 256
-    per list warns below it and costs minutes at M = 10⁶ on two cores for no measured recall).
+    The coarse quantizer is k-means on a sample of at most 64 items per list (FAISS samples up to
+    256 per list by default; with 64, 4,000 lists over 10⁶ items took 49 s on two cores in
+    ``bench/score.py``).
     Raises ConfigError (a ValueError, exit 2) when the catalogue has fewer items than ``lists``.
     """
-    import faiss
-
     from prismrec.config import ConfigError
 
+    faiss = faiss_module(threads)
     items = np.ascontiguousarray(np.asarray(table, dtype=np.float32)[1:])
     if len(items) < lists:
         raise ConfigError(f"score.ann_lists: an index of {lists} lists needs at least as many items; the "
                           f"catalogue has {len(items)}: set score.ann_lists lower (0 = 4·√items) or "
                           f"score.retrieval=exact")
-    if threads:
-        faiss.omp_set_num_threads(threads)
     dim = items.shape[1]
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(seed)
@@ -207,14 +224,10 @@ def build_index(table: np.ndarray, lists: int, seed: int = 0, threads: int | Non
 
 def write_index(index, path) -> None:
     """FAISS's binary format (not pickle)."""
-    import faiss
-
-    faiss.write_index(index, str(path))
+    faiss_module().write_index(index, str(path))
 
 
 def read_index(path):
     """Read an index written by :func:`write_index`; counted in ``INDEX_READS``."""
-    import faiss
-
     INDEX_READS[str(path)] += 1
-    return faiss.read_index(str(path))
+    return faiss_module().read_index(str(path))

@@ -6,7 +6,8 @@ import logging
 import time
 from pathlib import Path
 
-from prismrec.ranking.retrieval import ANN, AnnSearch, Retrieval, build_index, read_index, write_index
+from prismrec.ranking.retrieval import (ANN, AnnSearch, Retrieval, build_index, faiss_module, read_index,
+                                        write_index)
 from prismrec.training import artifact
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,7 @@ def ensure(model_dir: str, model, retrieval: Retrieval, seed: int = 0) -> None:
 def open_search(model_dir: str, model, retrieval: Retrieval, threads: int) -> AnnSearch:
     """An :class:`AnnSearch` over the index ``retrieval`` names, checked against the manifest.
     Raises ArtifactError when the index is missing from the manifest or altered."""
-    import faiss
-
     assert retrieval.mode == ANN
-    faiss.omp_set_num_threads(threads)
+    faiss_module(threads)
     index = read_index(artifact.verified_file(Path(model_dir), retrieval.index_name))
     return AnnSearch(index, retrieval.probes, int(model.item_embeddings.shape[0]))
