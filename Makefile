@@ -68,7 +68,7 @@ package: setup
 	$(PACK_PYTHON) -m venv $(PACK_VENV)
 	$(PACK_VENV)/bin/pip install -q --upgrade "pip>=24" "setuptools>=68,<75" wheel "cmake>=3.25,<4"
 	$(PACK_VENV)/bin/pip install -q -c $(CONSTRAINTS) tensorflow-cpu keras numpy pyarrow pandas protobuf \
-	  petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec mlflow-skinny optuna
+	  petastorm pyyaml matplotlib cloudpickle psutil h5py fsspec mlflow-skinny optuna faiss-cpu
 	$(HOROVOD_FLAGS) $(PACK_VENV)/bin/pip install -q --no-build-isolation -c $(CONSTRAINTS) horovod
 	$(PACK_VENV)/bin/pip install -q --no-deps dist/prismrec-*.whl
 	# The cluster's Spark provides PySpark (Petastorm's requirement pulls one in); cmake built Horovod.
