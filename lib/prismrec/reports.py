@@ -148,8 +148,10 @@ class ScoreReport:
     def summary(self) -> str:
         retrieval = self.record.get("retrieval", "exact")
         if "ann_recall" in self.record:
-            retrieval += (f", Recall@N against exact {self.record['ann_recall']:.3f} on "
+            retrieval += (f", the index's Recall@N against exact {self.record['ann_recall']:.3f} on "
                           f"{self.record['ann_recall_users']} users")
+            if self.record.get("ann_reranked_share"):
+                retrieval += f", {self.record['ann_reranked_share']:.0%} ranked again exactly"
         return f"{self.users} users scored ({retrieval}) in {self.seconds:.1f}s → {self.recommendations}"
 
 

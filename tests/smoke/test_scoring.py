@@ -137,7 +137,9 @@ def test_an_exhaustive_index_publishes_the_exact_lists_and_is_kept_in_the_artifa
     ann = run_stage("score", ann_cfg, spark)
     after = table(ann.recommendations)
     assert ann.record["retrieval"] == "ann" and ann.record["ann_recall"] == 1.0
-    assert ann.record["ann_recall_users"] == min(cfg.score.ann_recall_users, ann.users)
+    assert ann.record["ann_reranked_share"] == 0.0 and (ann.record["ann_lists"], ann.record["ann_probes"]) == (8, 8)
+    # Users with a model list among the first ann_recall_users (the cold user gets the fallback).
+    assert 0 < ann.record["ann_recall_users"] <= min(cfg.score.ann_recall_users, ann.users)
     pd.testing.assert_frame_equal(after.drop(columns=[S.SCORE]), before.drop(columns=[S.SCORE]))
     assert (after[S.SCORE] - before[S.SCORE]).abs().max() < 1e-4
     model_dir = Layout.of(cfg).model_dir(model_id)
@@ -194,3 +196,17 @@ def test_every_python_worker_reads_the_index_once(spark, scored):
     assert seen["rows"].sum() > 0
     assert (per_worker["max"] == 1).all() and (per_worker["min"] == 1).all()
     assert per_worker["count"].max() >= 2  # some worker ranked several batches with the one index
+
+
+def test_evaluate_ranks_with_the_retrieval_scoring_uses_and_says_so(spark, scored):
+    cfg, _, _ = scored
+    model_id = copied_model(cfg, "evaluated-with-index")
+    root = Path(cfg.paths.output).parent
+    exact = run_stage("evaluate", tiny_config(root, f"score.model_id={model_id}"), spark)
+    ann = run_stage("evaluate", tiny_config(root, f"score.model_id={model_id}", "score.retrieval=ann",
+                                            "score.ann_lists=4", "score.ann_probes=4"), spark)
+    assert ann.metrics["model"] == pytest.approx(exact.metrics["model"])  # every list probed: the exact lists
+    written = json.loads(Path(ann.files["json"]).read_text())
+    assert written["retrieval"]["model"] == {"mode": "ann", "lists": 4, "probes": 4}
+    assert "model: 4 probes of 4 lists" in Path(ann.files["markdown"]).read_text()
+    assert exact.record["retrieval"]["model"]["mode"] == "exact"

@@ -58,10 +58,51 @@ def test_an_added_index_is_covered_by_the_manifest_and_may_be_built_again(export
     manifest = artifact.load(exported).manifest
     assert manifest["files"]["index/ivf2.faiss"] == artifact.sha256_file(exported / "index" / "ivf2.faiss")
     assert not list(exported.parent.glob(".*partial*"))  # nothing left beside the artifact
+    assert artifact.verified_file(exported, "index/ivf2.faiss") == exported / "index" / "ivf2.faiss"
     (exported / "index" / "ivf2.faiss").write_bytes(b"index bytez")
+    # The model itself still loads (exact scoring needs no index); the index is refused when opened.
+    artifact.load(exported)
     with pytest.raises(artifact.ArtifactError, match=r"ivf2.faiss was altered .*Fix: delete it"):
-        artifact.load(exported)
+        artifact.verified_file(exported, "index/ivf2.faiss")
     (exported / "index" / "ivf2.faiss").unlink()
     artifact.load(exported)  # a derived file that is gone is not an error
     with pytest.raises(artifact.ArtifactError, match=r"has no index/ivf2.faiss; it is built by `prismrec score`"):
         artifact.verified_file(exported, "index/ivf2.faiss")
+
+
+def test_two_writers_adding_indexes_keep_both_entries(exported):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=add_slowly, args=(str(exported), f"index/ivf{n}.faiss")) for n in (3, 4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    files = artifact.load(exported).manifest["files"]
+    for n in (3, 4):
+        assert files[f"index/ivf{n}.faiss"] == artifact.sha256_file(exported / "index" / f"ivf{n}.faiss")
+
+
+def add_slowly(root: str, name: str) -> None:
+    """Adds ``name`` taking a second to write it, so that two such writers overlap."""
+    import time
+    from pathlib import Path
+
+    def write(path):
+        time.sleep(1.0)
+        Path(path).write_bytes(name.encode())
+
+    artifact.add_file(Path(root), name, write)
+
+
+def test_a_failed_write_leaves_nothing_behind(exported):
+    def fail(path):
+        path.write_bytes(b"half")
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        artifact.add_file(exported, "index/ivf5.faiss", fail)
+    assert not list(exported.parent.glob(".*partial*")) and not (exported / "index" / "ivf5.faiss").exists()
+    assert "index/ivf5.faiss" not in artifact.load(exported).manifest["files"]

@@ -39,6 +39,15 @@ def test_the_blocked_top_k_equals_sorting_every_score(rows, count, buffer, monke
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
 
 
+def test_queries_are_searched_in_groups_with_the_same_answer(monkeypatch):
+    items, queries = table(300), table(7, seed=8)
+    whole = ExactSearch(items).search(queries, 20)
+    monkeypatch.setattr(retrieval, "QUERY_GROUP", 3)  # groups of 3, 3 and 1 queries
+    grouped = ExactSearch(items).search(queries, 20)
+    np.testing.assert_array_equal(grouped[1], whole[1])
+    np.testing.assert_array_equal(grouped[1], brute_force(items, queries, 20)[1])
+
+
 def test_seen_items_are_removed_and_each_interest_still_has_n():
     items = np.array([[0, 0], [1, 0], [0.9, 0], [0.8, 0], [0.7, 0], [0.6, 0]], dtype=np.float32)
     vectors = np.array([[[1, 0]], [[1, 0]]], dtype=np.float32)            # 2 users, one interest along x
@@ -129,8 +138,21 @@ def test_recall_against_exact_is_one_for_an_exhaustive_index_and_less_for_one_pr
     rng = np.random.default_rng(7)
     frame = pd.DataFrame({"hist_items": list(rng.integers(1, 401, size=(20, 5)).astype(np.int32)),
                           "seen_items": [rng.choice(np.arange(1, 401), size=3, replace=False) for _ in range(20)]})
-    assert recall_against_exact(model, frame, 10, Ranking(), AnnSearch(index, 10, 401)) == 1.0
-    assert recall_against_exact(model, frame, 10, Ranking(), AnnSearch(index, 1, 401)) < 1.0
+    assert recall_against_exact(model, frame, 10, Ranking(), AnnSearch(index, 10, 401), batch_users=6) == (1.0, 20, 0.0)
+    recall, users, reranked = recall_against_exact(model, frame, 10, Ranking(), AnnSearch(index, 1, 401))
+    assert recall < 1.0 and users == 20 and reranked == 0.0
+
+
+def test_recall_is_the_index_own_not_that_of_the_exact_re_ranking():
+    model = TwoInterestModel()
+    # As above: one probe of 40 lists cannot supply 30 unseen items, so every user is re-ranked
+    # exactly and gets the exact list; the recall reported is what the index itself found.
+    search = AnnSearch(build_index(model.item_embeddings, lists=40), probes=1, num_items=401)
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame({"hist_items": list(rng.integers(1, 401, size=(8, 5)).astype(np.int32)),
+                          "seen_items": [rng.choice(np.arange(1, 401), size=60, replace=False) for _ in range(8)]})
+    recall, users, reranked = recall_against_exact(model, frame, 30, Ranking(), search)
+    assert users == 8 and reranked == 1.0 and recall < 0.5
 
 
 def test_auto_is_exact_below_ann_min_items_and_ann_from_there_on():

@@ -85,6 +85,11 @@ def markdown(result: dict) -> str:
         "- coverage@K: share of the catalogue in anyone's top-K; novelty@K: mean −log2 p(item) of the "
         "top-K (p = the item's share of all interactions).",
     ]
+    approximate = {name: r for name, r in result.get("retrieval", {}).items() if r["mode"] == "ann"}
+    if approximate:
+        lines.append("- Ranked with approximate retrieval (score.retrieval): " + "; ".join(
+            f"{name}: {r['probes']} probes of {r['lists']} lists" for name, r in approximate.items())
+            + "; the other models exactly.")
     if result.get("als"):
         chosen = result["als"]["chosen"]
         grid = "; ".join(f"rank {g['rank']}, regParam {g['reg_param']}: {_cell(list(g.values())[-1])}"

@@ -7,6 +7,7 @@ only ever holds the item table and a handful of example users.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -51,8 +52,9 @@ def item_table(layout: Layout) -> pd.DataFrame:
 
 def system_rankings(spark: SparkSession, cfg: Config, layout: Layout, users: DataFrame, valid_users: DataFrame,
                     dirs: dict[str, str], num_items: int, item_topic: np.ndarray | None,
-                    skip: dict[str, str]) -> tuple[dict[str, DataFrame], dict]:
-    """({system: ``user_id, ranked, …``}, ALS grid report) for every system of ``evaluate.compare``."""
+                    skip: dict[str, str], retrievals: dict) -> tuple[dict[str, DataFrame], dict]:
+    """({system: ``user_id, ranked, …``}, ALS grid report) for every system of ``evaluate.compare``;
+    ``retrievals``: each model system's :class:`~prismrec.ranking.retrieval.Retrieval`."""
     settings, top_n, threads = cfg.evaluate, max(cfg.evaluate.ks), task_threads(spark)
     frames, als_report = {}, {}
     interactions = training_interactions(spark.read.parquet(layout.table("train_sequences")))
@@ -61,8 +63,7 @@ def system_rankings(spark: SparkSession, cfg: Config, layout: Layout, users: Dat
             continue
         if name in dirs:
             frames[name] = systems.model_rankings(users, dirs[name], top_n, cfg.score.batch_users, threads,
-                                                  Ranking.of(cfg.score), item_topic,
-                                                  udf.prepare(dirs[name], cfg.score))
+                                                  Ranking.of(cfg.score), item_topic, retrievals[name])
         elif name == "popularity":
             frames[name] = systems.popularity_rankings(users, num_items, top_n)
         elif name == "als":
@@ -152,8 +153,8 @@ def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
                          f"{protocol} no user has a held-out event; raise "
                          f"{keys.get(protocol, 'preprocess.holdout_fraction')} and preprocess again")
     dirs = systems.model_dirs(cfg.evaluate.compare, layout, lambda: model_dir(cfg, layout))
-    for directory in dirs.values():
-        udf.load_once(directory, 1)  # verify every artifact on the driver before any distributed work
+    # Verifies every artifact, and builds the index scoring would use, on the driver before any distributed work.
+    retrievals = {name: udf.prepare(directory, cfg.score) for name, directory in dirs.items()}
     items = item_table(layout)
     truth = truth_io.load(cfg, items)
     eval_users = spark.read.parquet(layout.table("eval_users")).where(F.size(S.TARGET_ITEMS) > 0)
@@ -164,7 +165,7 @@ def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
     skip = {name: reason for name, reason in systems.NEEDS_TRAINING_USERS.items()
             if name in cfg.evaluate.compare and protocol == "users"}
     frames, als_report = system_rankings(spark, cfg, layout, users, eval_users.where(F.col(S.SPLIT) == "valid"),
-                                         dirs, meta["num_items"], truth and truth.item_topic, skip)
+                                         dirs, meta["num_items"], truth and truth.item_topic, skip, retrievals)
     rankings = systems.with_category_diversity(
         union(frames).join(users.select(S.USER_ID, S.TARGET_ITEMS), S.USER_ID), category_codes(items), ks)
     rankings = rankings.persist(StorageLevel.MEMORY_AND_DISK)
@@ -185,6 +186,7 @@ def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
               "diversity_lambda": cfg.score.diversity, "users": users_count, "ks": ks, "curve_ks": curve_ks(ks),
               "systems": list(cfg.evaluate.compare), "model_dirs": dirs, "model_dir": next(iter(dirs.values()), ""),
               "metrics": metrics, "not_applicable": skip, "interest_quality": quality, "als": als_report,
+              "retrieval": {name: dataclasses.asdict(retrieval) for name, retrieval in retrievals.items()},
               "distinctness_histogram": {"bins": DISTINCTNESS_BINS, "counts": histogram},
               "output": str(layout.root), "other_protocols": other_protocols(cfg)}
     directory = layout.reports / meta["run_id"]

@@ -27,14 +27,16 @@ import numpy as np
 NEG_INF = np.float32(-np.inf)
 EXACT, ANN, AUTO = "exact", "ann", "auto"
 BLOCK_ROWS = 16
-# Scores held at once by the exact search: [queries, chunk] float32, about 128 MiB.
+# Scores held at once by the exact search: [queries, chunk] float32, about 128 MiB, for at most
+# QUERY_GROUP queries at a time (128 users of K = 4: 65,536 items a chunk).
 SCORE_BUFFER = 1 << 25
+QUERY_GROUP = 512
 INDEX_READS: Counter = Counter()  # reads of each index file by this process (a worker reads each once)
 
 
 def faiss_module(threads: int | None = None):
     """``faiss``, imported with its loader's probing kept off the console, using ``threads``
-    OpenMP threads when given.
+    OpenMP threads when given. Raises ConfigError (exit 2) when FAISS cannot be imported.
 
     FAISS's loader tries per-instruction-set modules (``swigfaiss_avx512_spr``, ``_avx512``,
     ``_avx2``) and logs each one missing at INFO; the faiss-cpu wheels pinned here ship one
@@ -44,8 +46,14 @@ def faiss_module(threads: int | None = None):
     """
     import logging
 
+    from prismrec.config import ConfigError
+
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    import faiss
+    try:
+        import faiss
+    except ImportError as error:
+        raise ConfigError(f"score.retrieval=ann needs FAISS, which this Python cannot import ({error}): install "
+                          f"faiss-cpu (the version in conf/constraints.txt), or set score.retrieval=exact") from error
 
     if threads:
         faiss.omp_set_num_threads(threads)
@@ -79,6 +87,10 @@ class ExactSearch:
         num_queries = queries.shape[0]
         if count <= 0 or num_queries == 0:
             return np.zeros((num_queries, 0), np.float32), np.zeros((num_queries, 0), np.int64)
+        if num_queries > QUERY_GROUP:  # bounded memory: each group keeps a partial top C per chunk
+            parts = [self.search(queries[start:start + QUERY_GROUP], count)
+                     for start in range(0, num_queries, QUERY_GROUP)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         queries = tf.constant(queries, dtype=tf.float32)
         chunk = max(self.block, SCORE_BUFFER // max(num_queries, 1) // self.block * self.block)
         scores, items = [], []
@@ -182,7 +194,8 @@ class Retrieval:
         mode = score_cfg.retrieval
         if mode == AUTO:
             mode = ANN if num_items >= score_cfg.ann_min_items else EXACT
-        return cls(mode, score_cfg.ann_lists or default_lists(num_items), score_cfg.ann_probes)
+        lists = score_cfg.ann_lists or default_lists(num_items)
+        return cls(mode, lists, min(score_cfg.ann_probes, lists))  # more probes than lists is every list
 
     @property
     def index_name(self) -> str | None:

@@ -109,19 +109,26 @@ def short_lists(search, items: np.ndarray, scores: np.ndarray, seen_items: list[
     return filled < np.minimum(top_n, unseen)
 
 
-def recall_against_exact(model, frame, top_n: int, ranking: Ranking, search) -> float:
-    """Mean over the users of ``frame`` (``hist_items, seen_items``) with a non-empty exact list of
-    the share of their exact top-``top_n`` that ``search``'s lists hold (Recall@N against exact);
-    1.0 when no user has one."""
-    if frame.empty:
-        return 1.0
-    hist, seen_items = histories(frame), seen(frame)
-    approximate = rank_users(model, hist, seen_items, top_n, ranking, search)
-    exact = rank_users(model, hist, seen_items, top_n, ranking, item_search(model))
-    shares = []
-    for row in np.flatnonzero(~exact.fallback):
-        truth = exact.items[row][np.isfinite(exact.scores[row])]
-        if len(truth):
-            found = approximate.items[row][np.isfinite(approximate.scores[row])]
-            shares.append(np.isin(truth, found).mean())
-    return float(np.mean(shares)) if shares else 1.0
+def recall_against_exact(model, frame, top_n: int, ranking: Ranking, search,
+                         batch_users: int = 128) -> tuple[float, int, float]:
+    """How well ``search`` (an approximate search) finds the exact lists of the users of ``frame``
+    (``hist_items, seen_items``), in blocks of ``batch_users``: (Recall@N against exact: the share
+    of each user's exact top-``top_n`` in the index's own list, before any exact re-ranking,
+    averaged over the users with a non-empty exact list; those users' count; the share of them
+    the index left short, whom scoring ranks again exactly). (1.0, 0, 0.0) without such users."""
+    shares, short = [], 0
+    for batch in user_batches([frame], batch_users):
+        hist, seen_items = histories(batch), seen(batch)
+        interests = encode(model, hist)
+        items, scores, _ = rank_items(interests.vectors, interests.weights, search, seen_items, top_n, ranking,
+                                      item_category_codes(model))
+        exact = rank_users(model, hist, seen_items, top_n, ranking, item_search(model))
+        left_short = short_lists(search, items, scores, seen_items, top_n)
+        for row in np.flatnonzero(~exact.fallback):
+            truth = exact.items[row][np.isfinite(exact.scores[row])]
+            if len(truth):
+                shares.append(np.isin(truth, items[row][np.isfinite(scores[row])]).mean())
+                short += int(left_short[row])
+    if not shares:
+        return 1.0, 0, 0.0
+    return float(np.mean(shares)), len(shares), short / len(shares)

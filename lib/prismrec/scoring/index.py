@@ -20,18 +20,21 @@ def catalogue_size(model) -> int:
 
 def ensure(model_dir: str, model, retrieval: Retrieval, seed: int = 0) -> None:
     """Build ``retrieval``'s index into the artifact at ``model_dir`` unless it holds it already
-    (nothing for exact retrieval; an index deleted since is built again). ``model``: the loaded artifact. Raises ConfigError (exit 2) when
-    the catalogue has fewer items than the index's lists, ArtifactError when the artifact does
-    not verify."""
+    (nothing for exact retrieval; an index deleted since is built again), and check it against
+    the manifest. ``model``: the loaded artifact. Raises ConfigError (exit 2) when
+    the catalogue has fewer items than the index's lists, ArtifactError when the artifact or the
+    index does not verify."""
     name = retrieval.index_name
-    if name is None or (Path(model_dir) / name).is_file():
+    if name is None:
         return
-    started = time.perf_counter()
-    logger.info("score: building an IVF index of %d lists over %d items into %s (once per model)",
-                retrieval.lists, catalogue_size(model), Path(model_dir) / name)
-    index = build_index(model.item_embeddings, retrieval.lists, seed)
-    artifact.add_file(Path(model_dir), name, lambda path: write_index(index, path))
-    logger.info("score: index built in %.1f s", time.perf_counter() - started)
+    if not (Path(model_dir) / name).is_file():
+        started = time.perf_counter()
+        logger.info("building an IVF index of %d lists over %d items into %s (once per model)",
+                    retrieval.lists, catalogue_size(model), Path(model_dir) / name)
+        index = build_index(model.item_embeddings, retrieval.lists, seed)
+        artifact.add_file(Path(model_dir), name, lambda path: write_index(index, path))
+        logger.info("index built in %.1f s", time.perf_counter() - started)
+    artifact.verified_file(Path(model_dir), name)  # an altered index is refused here, on the driver
 
 
 def open_search(model_dir: str, model, retrieval: Retrieval, threads: int) -> AnnSearch:

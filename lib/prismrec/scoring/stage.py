@@ -36,21 +36,29 @@ def task_threads(spark: SparkSession) -> int:
 
 
 def ann_check(histories, directory: str, cfg: Config, ranking: Ranking, retrieval: Retrieval) -> dict:
-    """With approximate retrieval, the first ``score.ann_recall_users`` users ranked both ways on the
-    driver: ``ann_recall`` is the share of each one's exact top-N the index found, averaged
-    (Recall@N against exact); a warning below 0.95 names the key that raises it. {} otherwise."""
+    """The retrieval's entries in the run report. With approximate retrieval, the first
+    ``score.ann_recall_users`` users are ranked both ways on the driver: ``ann_recall`` is the
+    share of each one's exact top-N that the index's own list holds, averaged (Recall@N against
+    exact, before the exact re-ranking of users the index leaves short, whose share is
+    ``ann_reranked_share``); a warning below 0.95 names the key that raises it."""
+    if retrieval.mode != ANN:
+        return {"retrieval": retrieval.mode}
+    entries = {"retrieval": retrieval.mode, "ann_lists": retrieval.lists, "ann_probes": retrieval.probes}
     wanted = cfg.score.ann_recall_users
-    if retrieval.mode != ANN or not wanted:
-        return {}
+    if not wanted:
+        return entries
     sample = histories.limit(wanted).toPandas()
     model = udf.load_once(directory, 1)
-    recall = recall_against_exact(model, sample, cfg.score.top_n, ranking, udf.search_once(directory, 1, retrieval))
+    recall, users, reranked = recall_against_exact(model, sample, cfg.score.top_n, ranking,
+                                                   udf.search_once(directory, 1, retrieval), cfg.score.batch_users)
     if recall < ANN_RECALL_WARNING:
-        logger.warning("score: the index found %.3f of the exact top-%d of %d users (Recall@%d against exact); "
-                       "raise score.ann_probes (now %d) for more, or set score.retrieval=exact",
-                       recall, cfg.score.top_n, len(sample), cfg.score.top_n, retrieval.probes)
-    return {"ann_recall": round(recall, 4), "ann_recall_users": len(sample), "ann_probes": retrieval.probes,
-            "ann_lists": retrieval.lists}
+        logger.warning("score: the index found %.3f of the exact top-%d of %d users (Recall@%d against exact)%s; "
+                       "raise score.ann_probes (now %d of %d lists) for more, or set score.retrieval=exact",
+                       recall, cfg.score.top_n, users, cfg.score.top_n,
+                       f", and left {reranked:.0%} of them short, ranked again exactly" if reranked else "",
+                       retrieval.probes, retrieval.lists)
+    return {**entries, "ann_recall": round(recall, 4), "ann_recall_users": users,
+            "ann_reranked_share": round(reranked, 4)}
 
 
 def run(spark: SparkSession, cfg: Config) -> ScoreReport:
@@ -86,12 +94,12 @@ def run(spark: SparkSession, cfg: Config) -> ScoreReport:
     if problems:
         raise publish.PublishError(f"staged recommendations at {staged['recommendations']} failed "
                                    f"validation ({'; '.join(problems)}); the published dt={dt} is unchanged")
+    checked = ann_check(histories, directory, cfg, ranking, retrieval)  # before publishing: it may fail
     for name, path in staged.items():
         publish.swap_in(spark, path, str(layout.output_table(name, dt)))
         # Underscore files are invisible to Spark's Parquet reader.
         cfg.save(layout.output_table(name, dt) / "_prismrec_config.yaml")
-    report = {"dt": dt, "model_dir": directory, "users": histories.count(), "retrieval": retrieval.mode,
-              **ann_check(histories, directory, cfg, ranking, retrieval),
+    report = {"dt": dt, "model_dir": directory, "users": histories.count(), **checked,
               "recommendations": str(layout.output_table("recommendations", dt)),
               "user_interests": str(layout.output_table("user_interests", dt)),
               "seconds": round(time.time() - started, 2)}

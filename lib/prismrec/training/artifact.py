@@ -72,20 +72,23 @@ def verify(root: Path) -> dict:
         raise ArtifactError(f"model artifact {root} has no {MANIFEST}; re-export it with `prismrec train`")
     manifest = json.loads((root / MANIFEST).read_text())
     listed, present = set(manifest["files"]), set(_files(root))
+    # Derived files are checked when they are opened (verified_file), not here: one that is gone
+    # is built again, and one being added may appear between reading the manifest and the folder.
+    listed = {name for name in listed if not name.startswith(DERIVED)}
+    present = {name for name in present if not name.startswith(DERIVED)}
     for name in sorted(listed - present):
-        if not name.startswith(DERIVED):  # a derived file that is gone is built again when needed
-            raise ArtifactError(f"model artifact {root} is missing {name}; re-export it with `prismrec train`")
+        raise ArtifactError(f"model artifact {root} is missing {name}; re-export it with `prismrec train`")
     for name in sorted(present - listed):
         raise ArtifactError(f"model artifact {root} holds {name}, which its manifest does not list; "
                             f"remove it or re-export the model")
-    for name in sorted(listed & present):
+    for name in sorted(listed):
         _check(root, name, manifest["files"][name])
     return manifest
 
 
 def _check(root: Path, name: str, expected: str) -> None:
     if sha256_file(root / name) != expected:
-        fix = (f"delete it: `prismrec score` builds it again" if name.startswith(DERIVED)
+        fix = ("delete it: `prismrec score` builds it again" if name.startswith(DERIVED)
                else "re-export with `prismrec train`")
         raise ArtifactError(f"model artifact file {root / name} was altered (SHA-256 differs from "
                             f"the manifest); refusing to load it. Fix: {fix}")
@@ -105,26 +108,34 @@ def verified_file(root: Path, name: str) -> Path:
 
 
 def add_file(root: Path, name: str, write) -> dict:
-    """Add ``name`` (a path inside the artifact) to a verified artifact: ``write(path)`` writes it to
-    a temporary file, which is moved into place, and the manifest is rewritten with its SHA-256
-    (atomically: readers see the old manifest or the new one). Returns the new manifest.
-    Raises ArtifactError when the artifact does not verify first."""
+    """Add the derived file ``name`` (under ``index/``) to a verified artifact: ``write(path)``
+    writes it to a temporary file beside the artifact; the manifest is rewritten to list it with
+    its SHA-256, then the file is moved into place. Writers of one artifact take turns (a lock
+    file beside it), each re-reading the manifest, so none loses another's entry; a reader
+    between the two steps sees a listed derived file that is not there yet, which is not an
+    error. Returns the new manifest. Raises ArtifactError when the artifact does not verify."""
+    import fcntl
+
     root = Path(root)
-    manifest = verify(root)
+    assert name.startswith(DERIVED), name
     target = root / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the artifact, not in it, so a reader verifying meanwhile sees no extra file.
     partial = root.parent / f".{root.name}.{target.name}.partial-{os.getpid()}"
-    write(partial)
-    digest = sha256_file(partial)
-    # A file the manifest does not list makes verify() refuse the artifact, so the file moves in
-    # just before the manifest that lists it; a crash between them leaves a refused artifact
-    # with a message naming the file, not a silently different one.
-    os.replace(partial, target)
-    manifest["files"][name] = digest
-    staged = root.parent / f".{root.name}.{MANIFEST}.partial-{os.getpid()}"
-    staged.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(staged, root / MANIFEST)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some FUSE mounts): one writer is the usual case
+            pass
+        manifest = verify(root)
+        try:
+            write(partial)
+            manifest["files"][name] = sha256_file(partial)
+            staged = root.parent / f".{root.name}.{MANIFEST}.partial-{os.getpid()}"
+            staged.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            os.replace(staged, root / MANIFEST)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     return manifest
 
 
