@@ -134,15 +134,15 @@ class AnnSearch:
 
     def __init__(self, index, probes: int, num_items: int):
         self.index, self.probes, self.num_items = index, probes, num_items
+        self._params = faiss_module().SearchParametersIVF(nprobe=min(probes, index.nlist))
 
     def search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 [Q, C], items int64 [Q, C]), best first, C = min(count, M - 1)."""
-        faiss = faiss_module()
         count = min(count, self.num_items - 1)
         if count <= 0 or len(queries) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        params = faiss.SearchParametersIVF(nprobe=min(self.probes, self.index.nlist))
-        scores, items = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), count, params=params)
+        scores, items = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), count,
+                                          params=self._params)
         missing = items < 0
         return np.where(missing, NEG_INF, scores).astype(np.float32), np.where(missing, 0, items)
 
