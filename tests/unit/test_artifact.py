@@ -74,7 +74,9 @@ def test_two_writers_adding_indexes_keep_both_entries(exported):
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    writers = [context.Process(target=add_slowly, args=(str(exported), f"index/ivf{n}.faiss")) for n in (3, 4)]
+    both_ready = context.Barrier(2)  # both start add_file together, so their writes overlap
+    writers = [context.Process(target=add_slowly, args=(str(exported), f"index/ivf{n}.faiss", both_ready))
+               for n in (3, 4)]
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -85,8 +87,8 @@ def test_two_writers_adding_indexes_keep_both_entries(exported):
         assert files[f"index/ivf{n}.faiss"] == artifact.sha256_file(exported / "index" / f"ivf{n}.faiss")
 
 
-def add_slowly(root: str, name: str) -> None:
-    """Adds ``name`` taking a second to write it, so that two such writers overlap."""
+def add_slowly(root: str, name: str, both_ready) -> None:
+    """Adds ``name`` taking a second to write it, once the other writer is ready too."""
     import time
     from pathlib import Path
 
@@ -94,6 +96,7 @@ def add_slowly(root: str, name: str) -> None:
         time.sleep(1.0)
         Path(path).write_bytes(name.encode())
 
+    both_ready.wait(30)
     artifact.add_file(Path(root), name, write)
 
 
@@ -106,3 +109,12 @@ def test_a_failed_write_leaves_nothing_behind(exported):
         artifact.add_file(exported, "index/ivf5.faiss", fail)
     assert not list(exported.parent.glob(".*partial*")) and not (exported / "index" / "ivf5.faiss").exists()
     assert "index/ivf5.faiss" not in artifact.load(exported).manifest["files"]
+
+
+def test_a_file_under_index_that_the_manifest_does_not_list_is_refused_with_the_fix(exported):
+    (exported / "index").mkdir()
+    (exported / "index" / "ivf9.faiss").write_bytes(b"copied in by hand")
+    artifact.load(exported)
+    with pytest.raises(artifact.ArtifactError, match=r"holds index/ivf9.faiss, which its manifest does not list; "
+                                                     r"delete it"):
+        artifact.verified_bytes(exported, "index/ivf9.faiss")

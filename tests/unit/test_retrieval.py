@@ -166,3 +166,31 @@ def test_auto_is_exact_below_ann_min_items_and_ann_from_there_on():
     forced = load_config(None, ["score.retrieval=exact", "score.ann_min_items=1"]).score
     assert Retrieval.of(forced, 10_000).mode == "exact"
     assert Retrieval.of(load_config(None, ["score.retrieval=ann", "score.ann_lists=7"]).score, 50).lists == 7
+
+
+def test_a_python_without_faiss_gets_a_config_error_naming_the_fix(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    with pytest.raises(ConfigError, match=r"score.retrieval=ann needs FAISS.*install faiss-cpu.*score.retrieval=exact"):
+        retrieval.faiss_module()
+
+
+def test_a_worker_refuses_an_altered_index(tmp_path):
+    from prismrec.training import artifact
+    from prismrec.scoring.index import open_search
+
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "item_embeddings.npy").write_bytes(b"x")
+    artifact.write_manifest(root, "hash")
+    index = build_index(table(101), lists=4)
+    artifact.add_file(root, "index/ivf4.faiss", lambda path: write_index(index, path))
+    model = type("Loaded", (), {"item_embeddings": table(101)})()
+    found = open_search(str(root), model, retrieval.Retrieval("ann", 4, 4), threads=1)
+    assert found.index.ntotal == 100
+    data = bytearray((root / "index" / "ivf4.faiss").read_bytes())
+    data[-1] ^= 0x01
+    (root / "index" / "ivf4.faiss").write_bytes(bytes(data))
+    with pytest.raises(artifact.ArtifactError, match=r"ivf4.faiss was altered .*Fix: delete it"):
+        open_search(str(root), model, retrieval.Retrieval("ann", 4, 4), threads=1)

@@ -87,9 +87,10 @@ def markdown(result: dict) -> str:
     ]
     approximate = {name: r for name, r in result.get("retrieval", {}).items() if r["mode"] == "ann"}
     if approximate:
+        others = len(result["retrieval"]) > len(approximate)
         lines.append("- Ranked with approximate retrieval (score.retrieval): " + "; ".join(
             f"{name}: {r['probes']} probes of {r['lists']} lists" for name, r in approximate.items())
-            + "; the other models exactly.")
+            + ("; the other models exactly." if others else "."))
     if result.get("als"):
         chosen = result["als"]["chosen"]
         grid = "; ".join(f"rank {g['rank']}, regParam {g['reg_param']}: {_cell(list(g.values())[-1])}"

@@ -186,7 +186,8 @@ def run(spark: SparkSession, cfg: Config) -> EvaluateReport:
               "diversity_lambda": cfg.score.diversity, "users": users_count, "ks": ks, "curve_ks": curve_ks(ks),
               "systems": list(cfg.evaluate.compare), "model_dirs": dirs, "model_dir": next(iter(dirs.values()), ""),
               "metrics": metrics, "not_applicable": skip, "interest_quality": quality, "als": als_report,
-              "retrieval": {name: dataclasses.asdict(retrieval) for name, retrieval in retrievals.items()},
+              "retrieval": {name: dataclasses.asdict(r) if r.mode == "ann" else {"mode": r.mode}
+                            for name, r in retrievals.items()},
               "distinctness_histogram": {"bins": DISTINCTNESS_BINS, "counts": histogram},
               "output": str(layout.root), "other_protocols": other_protocols(cfg)}
     directory = layout.reports / meta["run_id"]

@@ -93,20 +93,15 @@ class ExactSearch:
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         queries = tf.constant(queries, dtype=tf.float32)
         chunk = max(self.block, SCORE_BUFFER // max(num_queries, 1) // self.block * self.block)
-        scores, items = [], []
-        rows = self._main.shape[0]
-        for start in range(0, rows, chunk):
+        best = None  # the running top ``count`` over the chunks so far: [Q, C] values and items
+        for start in range(0, self._main.shape[0], chunk):
             part = self._main[start:start + chunk]
             values, positions = self._chunk_top(tf.matmul(queries, part, transpose_b=True), count)
-            scores.append(values)
-            items.append(tf.cast(positions, tf.int64) + (start + 1))
+            best = _keep_best(best, values, tf.cast(positions, tf.int64) + (start + 1), count)
         if self._tail is not None:
-            scores.append(tf.matmul(queries, self._tail, transpose_b=True))
-            items.append(tf.broadcast_to(tf.constant(self._tail_ids), (num_queries, len(self._tail_ids))))
-        if len(scores) == 1 and self._tail is None:  # one chunk: its top ``count`` is the answer
-            return scores[0].numpy(), items[0].numpy()
-        best = tf.math.top_k(tf.concat(scores, axis=1), count)
-        return best.values.numpy(), tf.gather(tf.concat(items, axis=1), best.indices, batch_dims=1).numpy()
+            best = _keep_best(best, tf.matmul(queries, self._tail, transpose_b=True),
+                              tf.broadcast_to(tf.constant(self._tail_ids), (num_queries, len(self._tail_ids))), count)
+        return best[0].numpy(), best[1].numpy()
 
     def _chunk_top(self, scores, count: int):
         """The top ``count`` of one chunk's scores [Q, n] (n a multiple of ``block``): (values, positions)."""
@@ -123,6 +118,16 @@ class ExactSearch:
         positions = tf.reshape(kept[:, :, None] * self.block + tf.range(self.block), (num_queries, -1))
         best = tf.math.top_k(candidates, count)
         return best.values, tf.gather(positions, best.indices, batch_dims=1)
+
+
+def _keep_best(best, values, items, count: int):
+    """The top ``count`` of the running best (values, items) [Q, C] and a chunk's [Q, n], best first."""
+    import tensorflow as tf
+
+    if best is not None:
+        values, items = tf.concat([best[0], values], axis=1), tf.concat([best[1], items], axis=1)
+    top = tf.math.top_k(values, min(count, values.shape[1]))
+    return top.values, tf.gather(items, top.indices, batch_dims=1)
 
 
 class AnnSearch:
@@ -218,7 +223,9 @@ def build_index(table: np.ndarray, lists: int, seed: int = 0, threads: int | Non
     """
     from prismrec.config import ConfigError
 
-    faiss = faiss_module(threads)
+    import os
+
+    faiss = faiss_module(threads or os.cpu_count())  # all cores, whatever an earlier search set
     items = np.ascontiguousarray(np.asarray(table, dtype=np.float32)[1:])
     if len(items) < lists:
         raise ConfigError(f"score.ann_lists: an index of {lists} lists needs at least as many items; the "
@@ -240,7 +247,10 @@ def write_index(index, path) -> None:
     faiss_module().write_index(index, str(path))
 
 
-def read_index(path):
-    """Read an index written by :func:`write_index`; counted in ``INDEX_READS``."""
+def read_index(path, data: bytes | None = None):
+    """An index written by :func:`write_index` to ``path``, from ``data`` (its bytes, already read
+    and checked) when given; counted in ``INDEX_READS``."""
     INDEX_READS[str(path)] += 1
-    return faiss_module().read_index(str(path))
+    if data is None:
+        return faiss_module().read_index(str(path))
+    return faiss_module().deserialize_index(np.frombuffer(data, dtype=np.uint8))

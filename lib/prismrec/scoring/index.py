@@ -27,6 +27,7 @@ def ensure(model_dir: str, model, retrieval: Retrieval, seed: int = 0) -> None:
     name = retrieval.index_name
     if name is None:
         return
+    faiss_module()  # a missing FAISS is named here, on the driver, not in a failed Spark task
     if not (Path(model_dir) / name).is_file():
         started = time.perf_counter()
         logger.info("building an IVF index of %d lists over %d items into %s (once per model)",
@@ -42,5 +43,6 @@ def open_search(model_dir: str, model, retrieval: Retrieval, threads: int) -> An
     Raises ArtifactError when the index is missing from the manifest or altered."""
     assert retrieval.mode == ANN
     faiss_module(threads)
-    index = read_index(artifact.verified_file(Path(model_dir), retrieval.index_name))
+    path = Path(model_dir) / retrieval.index_name
+    index = read_index(path, artifact.verified_bytes(Path(model_dir), retrieval.index_name))
     return AnnSearch(index, retrieval.probes, int(model.item_embeddings.shape[0]))

@@ -88,32 +88,51 @@ def verify(root: Path) -> dict:
 
 def _check(root: Path, name: str, expected: str) -> None:
     if sha256_file(root / name) != expected:
-        fix = ("delete it: `prismrec score` builds it again" if name.startswith(DERIVED)
-               else "re-export with `prismrec train`")
-        raise ArtifactError(f"model artifact file {root / name} was altered (SHA-256 differs from "
-                            f"the manifest); refusing to load it. Fix: {fix}")
+        raise ArtifactError(_altered(root, name))
+
+
+def _altered(root: Path, name: str) -> str:
+    fix = "delete it: `prismrec score` builds it again" if name.startswith(DERIVED) else \
+        "re-export with `prismrec train`"
+    return (f"model artifact file {root / name} was altered (SHA-256 differs from the manifest); "
+            f"refusing to load it. Fix: {fix}")
 
 
 def verified_file(root: Path, name: str) -> Path:
     """``root / name`` after checking it against the artifact's manifest (for a file added after
     the artifact was loaded). Raises ArtifactError when the manifest does not list it or its
     SHA-256 differs."""
-    root = Path(root)
+    return _verified(Path(root), name)[0]
+
+
+def verified_bytes(root: Path, name: str) -> bytes:
+    """The bytes of ``root / name``, read once and checked against the manifest (so the bytes
+    used are the bytes checked); raises ArtifactError as :func:`verified_file` does."""
+    return _verified(Path(root), name)[1]
+
+
+def _verified(root: Path, name: str) -> tuple[Path, bytes]:
     listed = json.loads((root / MANIFEST).read_text())["files"]
-    if name not in listed or not (root / name).is_file():
+    if not (root / name).is_file():
         raise ArtifactError(f"model artifact {root} has no {name}; it is built by `prismrec score` "
                             f"(or `prismrec evaluate`) with score.retrieval=ann")
-    _check(root, name, listed[name])
-    return root / name
+    if name not in listed:
+        raise ArtifactError(f"model artifact {root} holds {name}, which its manifest does not list; "
+                            f"delete it: `prismrec score` builds it again")
+    data = (root / name).read_bytes()
+    if hashlib.sha256(data).hexdigest() != listed[name]:
+        raise ArtifactError(_altered(root, name))
+    return root / name, data
 
 
 def add_file(root: Path, name: str, write) -> dict:
     """Add the derived file ``name`` (under ``index/``) to a verified artifact: ``write(path)``
     writes it to a temporary file beside the artifact; the manifest is rewritten to list it with
     its SHA-256, then the file is moved into place. Writers of one artifact take turns (a lock
-    file beside it), each re-reading the manifest, so none loses another's entry; a reader
-    between the two steps sees a listed derived file that is not there yet, which is not an
-    error. Returns the new manifest. Raises ArtifactError when the artifact does not verify."""
+    file beside it, where the file system supports ``flock``), each re-reading the manifest, so
+    none loses another's entry, and one that finds the file already added returns. Loading a
+    model between the two steps sees a listed derived file that is not there yet, which is not
+    an error. Returns the new manifest. Raises ArtifactError when the artifact does not verify."""
     import fcntl
 
     root = Path(root)
@@ -126,16 +145,19 @@ def add_file(root: Path, name: str, write) -> dict:
         except OSError:  # a file system without locks (some FUSE mounts): one writer is the usual case
             pass
         manifest = verify(root)
+        if name in manifest["files"] and target.is_file() and sha256_file(target) == manifest["files"][name]:
+            return manifest  # another writer added it while this one waited
+        staged = root.parent / f".{root.name}.{MANIFEST}.partial-{os.getpid()}"
         try:
             write(partial)
             manifest["files"][name] = sha256_file(partial)
-            staged = root.parent / f".{root.name}.{MANIFEST}.partial-{os.getpid()}"
             staged.write_text(json.dumps(manifest, indent=2, sort_keys=True))
             os.replace(staged, root / MANIFEST)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
+            staged.unlink(missing_ok=True)
     return manifest
 
 
