@@ -19,6 +19,7 @@ The index is stored in FAISS's own binary format (``faiss.write_index``), not pi
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 
@@ -87,7 +88,7 @@ class ExactSearch:
         num_queries = queries.shape[0]
         if count <= 0 or num_queries == 0:
             return np.zeros((num_queries, 0), np.float32), np.zeros((num_queries, 0), np.int64)
-        if num_queries > QUERY_GROUP:  # bounded memory: each group keeps a partial top C per chunk
+        if num_queries > QUERY_GROUP:  # bounded memory: [QUERY_GROUP, chunk] scores at a time
             parts = [self.search(queries[start:start + QUERY_GROUP], count)
                      for start in range(0, num_queries, QUERY_GROUP)]
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -141,6 +142,10 @@ class AnnSearch:
         self.index, self.probes, self.num_items = index, probes, num_items
         self._params = faiss_module().SearchParametersIVF(nprobe=min(probes, index.nlist))
 
+    def with_probes(self, probes: int) -> "AnnSearch":
+        """The same index searched with ``probes`` lists (the index is shared, not copied)."""
+        return self if probes == self.probes else AnnSearch(self.index, probes, self.num_items)
+
     def search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 [Q, C], items int64 [Q, C]), best first, C = min(count, M - 1)."""
         count = min(count, self.num_items - 1)
@@ -169,9 +174,9 @@ def candidates(search, interest_vectors: np.ndarray, seen_items: list[np.ndarray
     items = items.reshape(batch, num_interests, -1)
     if longest:
         rows = np.repeat(np.arange(batch, dtype=np.int64), [len(s) for s in seen_items])
-        stride = np.int64(max(int(items.max(initial=0)), int(max((s.max(initial=0) for s in seen_items),
-                                                                 default=0))) + 1)
-        seen_keys = rows * stride + np.concatenate(seen_items).astype(np.int64)
+        all_seen = np.concatenate(seen_items).astype(np.int64)
+        stride = max(search.num_items, int(all_seen.max()) + 1)  # one key per (user, item)
+        seen_keys = rows * stride + all_seen
         keys = np.arange(batch, dtype=np.int64)[:, None, None] * stride + items
         scores = np.where(np.isin(keys, seen_keys), NEG_INF, scores)
     # Move the items still recommendable to the front of each interest's list, keeping their order.
@@ -185,7 +190,7 @@ def candidates(search, interest_vectors: np.ndarray, seen_items: list[np.ndarray
 class Retrieval:
     """How scoring finds each interest's candidates (the ``score`` keys ``retrieval``, ``ann_*``).
 
-    ``mode``: ``exact`` or ``ann`` (``auto`` is resolved by :meth:`resolve` from the catalogue
+    ``mode``: ``exact`` or ``ann`` (``auto`` is resolved by :meth:`of` from the catalogue
     size); ``lists``: the index's inverted lists (0 = 4·√M); ``probes``: lists visited per query.
     """
 
@@ -222,8 +227,6 @@ def build_index(table: np.ndarray, lists: int, seed: int = 0, threads: int | Non
     Raises ConfigError (a ValueError, exit 2) when the catalogue has fewer items than ``lists``.
     """
     from prismrec.config import ConfigError
-
-    import os
 
     faiss = faiss_module(threads or os.cpu_count())  # all cores, whatever an earlier search set
     items = np.ascontiguousarray(np.asarray(table, dtype=np.float32)[1:])

@@ -120,12 +120,16 @@ def recall_against_exact(model, frame, top_n: int, ranking: Ranking, search,
     for batch in user_batches([frame], batch_users):
         hist, seen_items = histories(batch), seen(batch)
         interests = encode(model, hist)
-        items, scores, _ = rank_items(interests.vectors, interests.weights, search, seen_items, top_n, ranking,
-                                      item_category_codes(model))
-        exact = rank_users(model, hist, seen_items, top_n, ranking, item_search(model))
+
+        def ranked(with_search):
+            return rank_items(interests.vectors, interests.weights, with_search, seen_items, top_n, ranking,
+                              item_category_codes(model))[:2]
+
+        items, scores = ranked(search)
+        exact_items, exact_scores = ranked(item_search(model))
         left_short = short_lists(search, items, scores, seen_items, top_n)
-        for row in np.flatnonzero(~exact.fallback):
-            truth = exact.items[row][np.isfinite(exact.scores[row])]
+        for row in np.flatnonzero((hist > 0).any(axis=1)):  # users with a history (not the fallback)
+            truth = exact_items[row][np.isfinite(exact_scores[row])]
             if len(truth):
                 shares.append(np.isin(truth, items[row][np.isfinite(scores[row])]).mean())
                 short += int(left_short[row])

@@ -55,12 +55,12 @@ def search_once(model_dir: str, threads: int, retrieval=None):
     model = load_once(model_dir, threads)
     if retrieval is None or retrieval.mode != ANN:
         return item_search(model)
-    key = f"{model_dir}::{retrieval.index_name}::{retrieval.probes}"
+    key = f"{model_dir}::{retrieval.index_name}"
     if key not in _LOADED:
         from prismrec.scoring.index import open_search
 
         _LOADED[key] = open_search(model_dir, model, retrieval, threads)
-    return _LOADED[key]
+    return _LOADED[key].with_probes(retrieval.probes)
 
 
 def recommendations_fn(model_dir: str, top_n: int, batch_users: int, threads: int,
